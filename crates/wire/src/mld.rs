@@ -1,0 +1,1 @@
+//! TODO: mld (being written)

@@ -1,0 +1,1 @@
+//! TODO: pim (being written)
