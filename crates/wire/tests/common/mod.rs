@@ -149,7 +149,13 @@ pub fn field(value: &Value, key: &str) -> String {
 }
 
 /// Wraps an upper-layer message into an IPv4 datagram (TTL 1, TOS 0xc0 like control traffic).
-pub fn ipv4_datagram(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, payload: &[u8], router_alert: bool) -> Vec<u8> {
+pub fn ipv4_datagram(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    protocol: IpProtocol,
+    payload: &[u8],
+    router_alert: bool,
+) -> Vec<u8> {
     let mut repr = ipv4::Repr::new(src, dst, protocol, 1, payload.len());
     repr.tos = 0xc0;
     if router_alert {
