@@ -34,7 +34,9 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod mld;
 pub mod pim;
+mod sg;
 pub mod udp;
 
 pub use error::{Error, Result};
 pub use ip::IpProtocol;
+pub use sg::{SourceGroup, SourceGroupError};
