@@ -1,0 +1,156 @@
+//! The control socket: a Unix stream socket in the daemon's runtime directory, readable and
+//! writable by its owner only. A client writes one command line (e.g. `status`) and reads one
+//! JSON document back; the daemon closes the connection after answering.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+/// Longest command line accepted; anything longer is not one of ours.
+const MAX_COMMAND: u64 = 1024;
+
+/// A bound control socket.
+#[derive(Debug)]
+pub struct ControlServer {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl ControlServer {
+    /// Binds `path` with mode 0600, replacing a stale socket left by a crashed run. Refuses to
+    /// replace anything that is not a socket, and refuses when a live daemon answers on it.
+    pub async fn bind(path: impl Into<PathBuf>) -> io::Result<ControlServer> {
+        let path = path.into();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) => {
+                use std::os::unix::fs::FileTypeExt;
+                if !meta.file_type().is_socket() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!("{} exists and is not a socket", path.display()),
+                    ));
+                }
+                if UnixStream::connect(&path).await.is_ok() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        format!("another daemon is answering on {}", path.display()),
+                    ));
+                }
+                std::fs::remove_file(&path)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let listener = UnixListener::bind(&path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        Ok(ControlServer { listener, path })
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Accepts the next connection and reads its command. Connections that send nothing
+    /// within a second, or garbage, are dropped.
+    pub async fn accept(&self) -> io::Result<Request> {
+        loop {
+            let (stream, _) = self.listener.accept().await?;
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            let read =
+                tokio::time::timeout(Duration::from_secs(1), (&mut reader).take(MAX_COMMAND).read_line(&mut line))
+                    .await;
+            if let Ok(Ok(n)) = read
+                && n > 0
+            {
+                return Ok(Request { command: line.trim().to_owned(), stream: reader.into_inner() });
+            }
+        }
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// One command from a client, waiting for its answer.
+#[derive(Debug)]
+pub struct Request {
+    /// The command line, trimmed (e.g. `status`).
+    pub command: String,
+    stream: UnixStream,
+}
+
+impl Request {
+    /// Sends the answer and closes the connection. A client that went away is not an error
+    /// worth reporting.
+    pub async fn respond(mut self, answer: &serde_json::Value) {
+        let mut bytes = serde_json::to_vec(answer).unwrap_or_default();
+        bytes.push(b'\n');
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.stream.write_all(&bytes)).await;
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+/// Sends `command` to the daemon listening on `path` and returns its JSON answer.
+pub async fn request(path: &Path, command: &str) -> io::Result<serde_json::Value> {
+    let mut stream = UnixStream::connect(path)
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot reach the daemon at {}: {e}", path.display())))?;
+    stream.write_all(format!("{command}\n").as_bytes()).await?;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the daemon did not answer within 5 s"))??;
+    serde_json::from_slice(&answer).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn answers_a_status_request_with_owner_only_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/daemon.sock");
+        let server = ControlServer::bind(&path).await.unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let serve = tokio::spawn(async move {
+            let req = server.accept().await.unwrap();
+            assert_eq!(req.command, "status");
+            req.respond(&serde_json::json!({"neighbours": 1})).await;
+            server
+        });
+        let answer = request(&path, "status").await.unwrap();
+        assert_eq!(answer["neighbours"], 1);
+        drop(serve.await.unwrap());
+        assert!(!path.exists(), "socket removed on drop");
+    }
+
+    #[tokio::test]
+    async fn replaces_a_stale_socket_but_not_a_live_one_or_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.sock");
+        let live = ControlServer::bind(&path).await.unwrap();
+        assert_eq!(ControlServer::bind(&path).await.unwrap_err().kind(), io::ErrorKind::AddrInUse);
+        drop(live);
+        // Simulate a crash: a socket file stays behind with nobody listening on it.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let rebound = ControlServer::bind(&path).await;
+        assert!(rebound.is_ok(), "{rebound:?}");
+        let file = dir.path().join("not-a-socket");
+        std::fs::write(&file, "x").unwrap();
+        assert_eq!(ControlServer::bind(&file).await.unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+    }
+}
