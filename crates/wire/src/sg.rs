@@ -45,8 +45,31 @@ impl fmt::Display for SourceGroupError {
 impl std::error::Error for SourceGroupError {}
 
 impl SourceGroup {
+    /// The pair (`source`, `group`), unchecked: use [`SourceGroup::checked`] for input from
+    /// outside.
+    pub const fn new(source: IpAddr, group: IpAddr) -> SourceGroup {
+        SourceGroup { source, group }
+    }
+
+    /// An IPv4 pair, unchecked.
+    pub const fn v4(source: std::net::Ipv4Addr, group: std::net::Ipv4Addr) -> SourceGroup {
+        SourceGroup::new(IpAddr::V4(source), IpAddr::V4(group))
+    }
+
+    /// An IPv6 pair, unchecked.
+    pub const fn v6(source: std::net::Ipv6Addr, group: std::net::Ipv6Addr) -> SourceGroup {
+        SourceGroup::new(IpAddr::V6(source), IpAddr::V6(group))
+    }
+
+    /// The pair, after checking that `group` is multicast, `source` unicast, and both of one
+    /// family.
+    pub fn checked(source: IpAddr, group: IpAddr) -> Result<SourceGroup, SourceGroupError> {
+        SourceGroup::new(source, group).validate()
+    }
+
     /// Checks that `group` is multicast, `source` unicast, and both of one family.
-    pub fn new(source: IpAddr, group: IpAddr) -> Result<SourceGroup, SourceGroupError> {
+    pub fn validate(self) -> Result<SourceGroup, SourceGroupError> {
+        let SourceGroup { source, group } = self;
         if source.is_ipv4() != group.is_ipv4() {
             return Err(SourceGroupError::MixedFamilies);
         }
@@ -83,7 +106,23 @@ impl FromStr for SourceGroup {
             let text = text.trim();
             text.parse().map_err(|_| SourceGroupError::BadAddress(text.to_owned()))
         };
-        SourceGroup::new(parse(source)?, parse(group)?)
+        SourceGroup::checked(parse(source)?, parse(group)?)
+    }
+}
+
+/// Serialised as its `S,G` text, the joinfile line form.
+#[cfg(feature = "serde")]
+impl serde::Serialize for SourceGroup {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for SourceGroup {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<SourceGroup, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
