@@ -1,0 +1,3 @@
+//! Test helpers shared by the multicast-ingest crates. Not part of any daemon.
+
+pub mod tshark;
