@@ -1,0 +1,25 @@
+//! mcast-lab: the multicast-ingest virtual lab.
+//!
+//! * [`topology`]: the declarative topology (lab/topology.toml) and its validation.
+//! * [`netns`], [`process`], [`frr`], [`lab`]: building a run (namespaces, links, FRR,
+//!   services) and tearing it down; [`state`] and [`down`]: crash-proof bookkeeping.
+//! * [`traffic`]: the `send` and `recv` tools; [`pimstub`]: the minimal PIM neighbour.
+//! * [`scenario`], [`runner`], [`capture`]: scenario files and the runner.
+//! * [`up`], [`cli`]: the commands for people.
+
+pub mod capture;
+pub mod cli;
+pub mod down;
+pub mod frr;
+pub mod lab;
+pub mod netns;
+pub mod pimstub;
+pub mod process;
+pub mod runner;
+pub mod scenario;
+pub mod signals;
+pub mod state;
+pub mod topology;
+pub mod traffic;
+pub mod up;
+pub mod util;
