@@ -202,13 +202,25 @@ impl Lab {
         self.topo.nodes.keys().cloned().collect::<Vec<_>>().join(", ")
     }
 
-    /// Expands `{bin}`, `{run}`, `{node}`, `{ns}` and `{name}` for a command line of `node`.
+    /// Expands `{bin}`, `{run}`, `{node}`, `{ns}` and `{name}` for a command line of `node`, and
+    /// `{ns:OTHER}` (the namespace of any node) everywhere.
     pub fn expand(&self, node: &str, text: &str) -> String {
         let bin = self.bin.display().to_string();
         let run = self.dir.display().to_string();
         let nd = self.node_dir(node).display().to_string();
         let ns = self.ns_name(node);
-        expand_placeholders(text, &[("bin", &bin), ("run", &run), ("node", &nd), ("ns", &ns), ("name", node)])
+        let text =
+            expand_placeholders(text, &[("bin", &bin), ("run", &run), ("node", &nd), ("ns", &ns), ("name", node)]);
+        self.expand_namespaces(&text)
+    }
+
+    /// Expands `{ns:NODE}` to the namespace name of NODE, so a scenario can, for example, wire
+    /// a temporary veth between two nodes. Unknown nodes are left as written.
+    pub fn expand_namespaces(&self, text: &str) -> String {
+        let vars: Vec<(String, String)> =
+            self.topo.nodes.keys().map(|n| (format!("ns:{n}"), self.ns_name(n))).collect();
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        expand_placeholders(text, &vars)
     }
 
     fn save_state(&mut self) {

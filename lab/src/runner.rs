@@ -349,10 +349,10 @@ impl Ctx {
     fn expand(&self, node: Option<&str>, text: &str) -> String {
         let s = match node {
             Some(n) => self.lab.expand(n, text),
-            None => crate::util::expand_placeholders(
+            None => self.lab.expand_namespaces(&crate::util::expand_placeholders(
                 text,
                 &[("run", &self.lab.dir.display().to_string()), ("bin", &self.lab.bin_dir().display().to_string())],
-            ),
+            )),
         };
         crate::util::expand_placeholders(&s, &[("scenario", &self.scenario_dir.display().to_string())])
     }

@@ -394,6 +394,9 @@ impl Scenario {
                     Check::Capture { capture, .. } if !captures.contains(&capture.as_str()) => {
                         bail!("{}: no capture {capture:?} started before", at())
                     }
+                    Check::Capture { min, max: Some(max), .. } if min > max => {
+                        bail!("{}: min {min} > max {max} can never hold (min defaults to 1: give min = 0)", at())
+                    }
                     Check::File { line, lacks_line, matches, not_matches, .. } => {
                         if line.is_none() && lacks_line.is_none() && matches.is_none() && not_matches.is_none() {
                             bail!("{}: give line, lacks_line, matches or not_matches", at());
