@@ -14,9 +14,15 @@ use tokio::net::{UnixListener, UnixStream};
 const MAX_COMMAND: u64 = 1024;
 
 /// A bound control socket.
+///
+/// A background task accepts connections and reads their command lines, so that
+/// [`ControlServer::accept`] only receives from a channel: it is cancel-safe in a `select!`
+/// (a half-read command is never lost when another branch wins), and a slow client cannot
+/// stall the daemon's event loop.
 #[derive(Debug)]
 pub struct ControlServer {
-    listener: UnixListener,
+    requests: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Request>>,
+    acceptor: tokio::task::JoinHandle<()>,
     path: PathBuf,
 }
 
@@ -50,7 +56,9 @@ impl ControlServer {
         }
         let listener = UnixListener::bind(&path)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-        Ok(ControlServer { listener, path })
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let acceptor = tokio::spawn(accept_loop(listener, tx));
+        Ok(ControlServer { requests: tokio::sync::Mutex::new(rx), acceptor, path })
     }
 
     /// The socket path.
@@ -58,11 +66,31 @@ impl ControlServer {
         &self.path
     }
 
-    /// Accepts the next connection and reads its command. Connections that send nothing
-    /// within a second, or garbage, are dropped.
+    /// The next command from a client. Cancel-safe.
     pub async fn accept(&self) -> io::Result<Request> {
-        loop {
-            let (stream, _) = self.listener.accept().await?;
+        self.requests
+            .lock()
+            .await
+            .recv()
+            .await
+            .ok_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "control socket acceptor stopped"))
+    }
+}
+
+/// Accepts connections and reads one command line from each (each connection in its own task,
+/// with a time limit), handing complete requests to the daemon.
+async fn accept_loop(listener: UnixListener, tx: tokio::sync::mpsc::Sender<Request>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let tx = tx.clone();
+        tokio::spawn(async move {
             let mut reader = BufReader::new(stream);
             let mut line = String::new();
             let read =
@@ -71,14 +99,15 @@ impl ControlServer {
             if let Ok(Ok(n)) = read
                 && n > 0
             {
-                return Ok(Request { command: line.trim().to_owned(), stream: reader.into_inner() });
+                let _ = tx.send(Request { command: line.trim().to_owned(), stream: reader.into_inner() }).await;
             }
-        }
+        });
     }
 }
 
 impl Drop for ControlServer {
     fn drop(&mut self) {
+        self.acceptor.abort();
         let _ = std::fs::remove_file(&self.path);
     }
 }
@@ -135,6 +164,32 @@ mod tests {
         assert_eq!(answer["neighbours"], 1);
         drop(serve.await.unwrap());
         assert!(!path.exists(), "socket removed on drop");
+    }
+
+    #[tokio::test]
+    async fn accept_is_cancel_safe() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.sock");
+        let server = ControlServer::bind(&path).await.unwrap();
+        let client_path = path.clone();
+        // A slow client: connects at once, sends its command 100 ms later.
+        let client = tokio::spawn(async move {
+            let mut stream = UnixStream::connect(&client_path).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            stream.write_all(b"status\n").await.unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await.unwrap();
+            answer
+        });
+        // Another branch wins while the command is still being read: nothing may be lost.
+        tokio::select! {
+            _ = server.accept() => panic!("no complete request yet"),
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+        let request = server.accept().await.unwrap();
+        assert_eq!(request.command, "status");
+        request.respond(&serde_json::json!({"ok": true})).await;
+        assert_eq!(client.await.unwrap().trim(), r#"{"ok":true}"#);
     }
 
     #[tokio::test]
