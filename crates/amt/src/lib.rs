@@ -5,4 +5,6 @@
 //! * [`membership`]: the IGMPv3/MLDv2 datagrams AMT encapsulates: General Queries (relay →
 //!   gateway) and reports (gateway → relay), built and parsed here for both sides.
 
+pub mod gateway;
 pub mod membership;
+pub mod relay;

@@ -1,0 +1,201 @@
+//! Test harness: anonymous network namespaces held by file descriptors (nothing named, nothing
+//! left behind by a failing test), and a scripted AMT relay built from the wire codec.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mcast_amt::membership::{self, Family, GroupRecord};
+use mcast_wire::amt::Repr;
+use mcast_wire::{IpProtocol, SourceGroup, ipv4, udp};
+use nix::sched::{CloneFlags, setns, unshare};
+use socket2::{Domain, Protocol, Socket, Type};
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !common::is_root() {
+            eprintln!("SKIP {}: needs root (network namespaces, veth and TUN devices)", module_path!());
+            return;
+        }
+    };
+}
+
+/// An anonymous network namespace.
+#[derive(Debug)]
+pub struct Netns {
+    fd: File,
+    label: &'static str,
+}
+
+impl Netns {
+    pub fn new(label: &'static str) -> Netns {
+        let fd = std::thread::spawn(|| {
+            unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+            File::open("/proc/thread-self/ns/net").expect("open netns")
+        })
+        .join()
+        .expect("netns thread");
+        let ns = Netns { fd, label };
+        ns.ip("link set lo up");
+        ns.sysctl("net/ipv4/conf/all/rp_filter", "0");
+        ns.sysctl("net/ipv4/conf/default/rp_filter", "0");
+        ns.sysctl("net/ipv6/conf/all/accept_dad", "0");
+        ns.sysctl("net/ipv6/conf/default/accept_dad", "0");
+        ns
+    }
+
+    /// Runs `f` on a thread inside the namespace.
+    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                setns(&self.fd, CloneFlags::CLONE_NEWNET).expect("setns");
+                f()
+            })
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+        })
+    }
+
+    /// Enters the namespace on the calling thread for good (for dedicated threads).
+    pub fn enter(&self) {
+        setns(&self.fd, CloneFlags::CLONE_NEWNET).expect("setns");
+    }
+
+    pub fn path(&self) -> String {
+        format!("/proc/{}/fd/{}", std::process::id(), self.fd.as_raw_fd())
+    }
+
+    pub fn ip(&self, args: &str) {
+        let out = self.run(|| Command::new("ip").args(args.split_whitespace()).output().expect("run ip"));
+        assert!(out.status.success(), "[{}] ip {args}: {}", self.label, String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub fn sysctl(&self, key: &str, value: &str) {
+        self.run(|| std::fs::write(format!("/proc/sys/{key}"), value))
+            .unwrap_or_else(|e| panic!("[{}] sysctl {key}={value}: {e}", self.label));
+    }
+
+    /// The namespace's /proc/net/FILE.
+    pub fn proc_net(&self, file: &str) -> String {
+        self.run(|| std::fs::read_to_string(format!("/proc/thread-self/net/{file}"))).expect("read /proc/net")
+    }
+
+    /// RX packets of `dev` from /proc/net/dev.
+    pub fn rx_packets(&self, dev: &str) -> u64 {
+        let text = self.proc_net("dev");
+        let line =
+            text.lines().find(|l| l.trim_start().starts_with(&format!("{dev}:"))).expect("device in /proc/net/dev");
+        let fields: Vec<&str> = line.split(':').nth(1).unwrap().split_whitespace().collect();
+        fields[1].parse().unwrap()
+    }
+}
+
+/// A veth pair `a` (in `ns_a`) — `b` (in `ns_b`), both up.
+pub fn veth(ns_a: &Netns, a: &str, ns_b: &Netns, b: &str) {
+    ns_a.ip(&format!("link add {a} type veth peer name {b} netns {}", ns_b.path()));
+    ns_a.ip(&format!("link set {a} up"));
+    ns_b.ip(&format!("link set {b} up"));
+}
+
+/// A scripted relay: a UDP socket on port 2268 answering by hand.
+pub struct ScriptedRelay {
+    pub sock: UdpSocket,
+    buf: Vec<u8>,
+}
+
+/// What the scripted relay received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Got {
+    Discovery { nonce: u32 },
+    Request { nonce: u32, p: bool },
+    Update { mac: [u8; 6], nonce: u32, records: Vec<GroupRecord> },
+    Teardown { mac: [u8; 6], nonce: u32, endpoint: SocketAddr },
+    Other(Vec<u8>),
+}
+
+impl ScriptedRelay {
+    pub fn bind(ns: &Netns, addr: SocketAddr) -> ScriptedRelay {
+        let sock = ns.run(|| UdpSocket::bind(addr)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        ScriptedRelay { sock, buf: vec![0; 4096] }
+    }
+
+    /// The next message and its sender; panics after 3 s.
+    pub fn recv(&mut self) -> (Got, SocketAddr) {
+        let (n, from) = self.sock.recv_from(&mut self.buf).expect("relay: nothing from the gateway within 3 s");
+        let got = match Repr::parse_bytes(&self.buf[..n]) {
+            Ok(Repr::RelayDiscovery { nonce }) => Got::Discovery { nonce },
+            Ok(Repr::Request { nonce, p_flag }) => Got::Request { nonce, p: p_flag },
+            Ok(Repr::MembershipUpdate { mac, nonce, update }) => {
+                let (_, records) = membership::parse_report(update).expect("valid report");
+                Got::Update { mac, nonce, records }
+            }
+            Ok(Repr::Teardown { mac, nonce, gateway_port, gateway_addr }) => {
+                Got::Teardown { mac, nonce, endpoint: SocketAddr::new(gateway_addr, gateway_port) }
+            }
+            _ => Got::Other(self.buf[..n].to_vec()),
+        };
+        (got, from)
+    }
+
+    pub fn send(&self, to: SocketAddr, repr: &Repr<'_>) {
+        self.sock.send_to(&repr.to_vec().unwrap(), to).unwrap();
+    }
+
+    /// Answers a Request with a Query carrying `mac`, the G fields and a General Query.
+    pub fn query(&self, to: SocketAddr, nonce: u32, p: bool, mac: [u8; 6]) {
+        let family = Family::from_p_flag(p);
+        let general = membership::general_query(family, Duration::from_secs(125), 2, Duration::from_secs(1)).unwrap();
+        let repr =
+            Repr::MembershipQuery { limit: false, mac, nonce, query: &general, gateway: Some((to.port(), to.ip())) };
+        self.send(to, &repr);
+    }
+}
+
+/// AMT Multicast Data with an inner IPv4 UDP datagram S → G:port.
+pub fn amt_data(sg: SourceGroup, port: u16, ttl: u8, payload: &[u8]) -> Vec<u8> {
+    let (IpAddr::V4(s), IpAddr::V4(g)) = (sg.source, sg.group) else { panic!("IPv4 only") };
+    let mut segment = vec![0u8; 8 + payload.len()];
+    udp::Repr { src_port: 40000, dst_port: port }
+        .emit_with_payload(&mut segment, &sg.source, &sg.group, payload)
+        .unwrap();
+    let inner = ipv4::Repr::new(s, g, IpProtocol::UDP, ttl, segment.len()).datagram(&segment).unwrap();
+    Repr::MulticastData { datagram: &inner }.to_vec().unwrap()
+}
+
+/// A UDP receiver in `ns` on `port`, joined to (S,G) on the interface holding `ifaddr`.
+pub fn ssm_receiver(ns: &Netns, sg: SourceGroup, ifaddr: Ipv4Addr, port: u16) -> UdpSocket {
+    let (IpAddr::V4(s), IpAddr::V4(g)) = (sg.source, sg.group) else { panic!("IPv4 only") };
+    ns.run(|| {
+        let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        sock.set_reuse_address(true).unwrap();
+        sock.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into()).unwrap();
+        sock.join_ssm_v4(&s, &g, &ifaddr).unwrap();
+        sock.set_multicast_all_v4(false).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        UdpSocket::from(sock)
+    })
+}
+
+/// Receives until a datagram equal to `want` arrives or `timeout` passes.
+pub fn received(sock: &UdpSocket, want: &[u8], timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        if let Ok(n) = sock.recv(&mut buf)
+            && &buf[..n] == want
+        {
+            return true;
+        }
+    }
+    false
+}
