@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+use crate::dns::{self, DnsServerArgs};
 use crate::down::{self, DownOptions};
 use crate::pimstub::{self, PimHelloArgs};
 use crate::runner::{self, RunOptions};
@@ -101,6 +102,8 @@ pub enum Cmd {
     Recv(RecvArgs),
     /// A minimal upstream PIM neighbour: Hellos, and a log of decoded Join/Prunes.
     PimHello(PimHelloArgs),
+    /// The lab's authoritative DNS server (AMTRELAY zones), reloading changed zone files.
+    DnsServer(DnsServerArgs),
 }
 
 fn parse_kv(s: &str) -> std::result::Result<(String, String), String> {
@@ -213,6 +216,10 @@ pub fn main_with(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::PimHello(args) => {
             pimstub::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::DnsServer(args) => {
+            dns::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -3,12 +3,14 @@
 //! * [`topology`]: the declarative topology (lab/topology.toml) and its validation.
 //! * [`netns`], [`process`], [`frr`], [`lab`]: building a run (namespaces, links, FRR,
 //!   services) and tearing it down; [`state`] and [`down`]: crash-proof bookkeeping.
-//! * [`traffic`]: the `send` and `recv` tools; [`pimstub`]: the minimal PIM neighbour.
+//! * [`traffic`]: the `send` and `recv` tools; [`pimstub`]: the minimal PIM neighbour;
+//!   [`dns`]: the lab's DNS server.
 //! * [`scenario`], [`runner`], [`capture`]: scenario files and the runner.
 //! * [`up`], [`cli`]: the commands for people.
 
 pub mod capture;
 pub mod cli;
+pub mod dns;
 pub mod down;
 pub mod frr;
 pub mod lab;
