@@ -51,7 +51,18 @@ pub fn up(topology: Option<&Path>, vars: &[(String, String)], demo: bool) -> Res
         println!("Run in a node:     mcast-lab shell {f} -- ip mroute");
         println!("Ask FRR:           mcast-lab vtysh {f} -c 'show ip pim upstream'");
     }
-    println!("Logs and state:    {}", lab.dir.display());
+    if demo {
+        let hints = status_hints(&lab);
+        if !hints.is_empty() {
+            println!();
+            println!("Look at the daemons (each answers `status`, `--json` for JSON):");
+            for (what, command) in hints {
+                println!("  {what:<22} {command}");
+            }
+            println!();
+        }
+    }
+    println!("Logs and state:    {} (<node>/<service>.log)", lab.dir.display());
     println!("Stop:              Ctrl-C (everything is torn down)");
     println!();
     let mut reported_exit: Vec<String> = Vec::new();
@@ -78,6 +89,58 @@ pub fn up(topology: Option<&Path>, vars: &[(String, String)], demo: bool) -> Res
     let r = lab.teardown();
     println!("mcast-lab {}: torn down in {}", lab.id, fmt_secs(r.duration));
     Ok(())
+}
+
+/// How to look at each daemon the demo started: `status` for every service whose command line
+/// has a `--runtime-dir` (pimwatch, driad-ingest, amt-relay), and, for a DNS server and a
+/// driad-ingest with `--nameserver`, the AMTRELAY lookup of the demo receiver's source.
+fn status_hints(lab: &Lab) -> Vec<(String, String)> {
+    let mut hints = Vec::new();
+    let mut dns: Option<(String, String)> = None;
+    let mut driad: Option<(String, String, String)> = None;
+    let mut source: Option<String> = None;
+    for target in &lab.topo.demo.start {
+        let Some((node, name)) = target.split_once('/') else { continue };
+        let Some(service) = lab.topo.nodes.get(node).and_then(|n| n.services.iter().find(|s| s.name == name)) else {
+            continue;
+        };
+        let cmd = lab.expand(node, &service.cmd);
+        let tokens: Vec<&str> = cmd.split_whitespace().collect();
+        let value = |flag: &str| tokens.iter().position(|t| *t == flag).and_then(|i| tokens.get(i + 1)).copied();
+        let Some(bin) = tokens.first() else { continue };
+        if let Some(dir) = value("--runtime-dir") {
+            hints.push((
+                format!("{name} on {node}:"),
+                format!("mcast-lab shell {node} -- {bin} status --runtime-dir {dir}"),
+            ));
+        }
+        if tokens.contains(&"dns-server")
+            && let Some(listen) = value("--listen")
+        {
+            let ip = listen.rsplit_once(':').map_or(listen, |(ip, _)| ip).to_string();
+            dns = Some((node.to_string(), ip));
+        }
+        if let Some(ns) = value("--nameserver")
+            && bin.ends_with("driad-ingest")
+        {
+            driad = Some((node.to_string(), bin.to_string(), ns.to_string()));
+        }
+        if lab.topo.demo.follow.contains(target)
+            && let Some(s) = value("--source")
+        {
+            source = Some(s.to_string());
+        }
+    }
+    let source = source.unwrap_or_else(|| "SOURCE".into());
+    if let Some((node, bin, ns)) = driad {
+        hints.push((
+            "AMTRELAY lookup:".into(),
+            format!("mcast-lab shell {node} -- {bin} lookup {source} --nameserver {ns}"),
+        ));
+    } else if let Some((_, ip)) = dns {
+        hints.push(("AMTRELAY records:".into(), format!("dig @{ip} -x {source} TYPE260 (from any node)")));
+    }
+    hints
 }
 
 /// Whole lines appended to `path` since byte offset `pos` (advanced past them).

@@ -45,8 +45,8 @@ mod order;
 mod state;
 
 pub use lookup::{
-    AMTRELAY, Answer, Discovery, DnsConfig, INCOMPLETE_TTL, LookupError, Negative, RateLimit, parse_nameserver,
-    reverse_name, to_name,
+    AMTRELAY, Answer, Discovery, DnsConfig, INCOMPLETE_TTL, LookupError, Negative, RateLimit, SrvAnswer, SrvRecord,
+    parse_nameserver, reverse_name, service_name, to_name,
 };
 pub use order::{Candidate, Plan, RelayOrder, RelayRecord, plan};
 pub use state::{

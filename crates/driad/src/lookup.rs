@@ -176,6 +176,40 @@ pub fn reverse_name(source: IpAddr) -> Name {
     name
 }
 
+/// The name of a service bootstrapped from a source's reverse name, e.g. `_dorms._tcp` for
+/// DORMS (draft-ietf-mboned-dorms): `_dorms._tcp.12.100.51.198.in-addr.arpa.`.
+pub fn service_name(service: &str, source: IpAddr) -> Result<Name, String> {
+    Name::from_ascii(service)
+        .and_then(|prefix| prefix.append_domain(&reverse_name(source)))
+        .map_err(|e| format!("{service}: {e}"))
+}
+
+/// One SRV record (RFC 2782).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrvRecord {
+    /// Lower is tried first.
+    pub priority: u16,
+    /// Relative weight among records of the same priority.
+    pub weight: u16,
+    /// The service's port on the target.
+    pub port: u16,
+    /// The target host (`.` means: the service is decidedly not available).
+    pub target: Name,
+}
+
+/// The outcome of an SRV query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrvAnswer {
+    /// The name queried.
+    pub name: Name,
+    /// The records, in answer order.
+    pub records: Vec<SrvRecord>,
+    /// How long the answer holds (for a negative answer: the SOA-derived negative TTL).
+    pub ttl: Duration,
+    /// Set for NXDOMAIN/NODATA.
+    pub negative: Option<Negative>,
+}
+
 /// A wire-format relay name as a hickory name (absolute).
 pub fn to_name(name: &DomainName) -> Result<Name, String> {
     let mut n = Name::from_labels(name.labels()).map_err(|e| format!("{name}: {e}"))?;
@@ -403,6 +437,82 @@ impl Discovery {
             empty_names,
             failed_names,
         })
+    }
+
+    /// SRV records at `name` (RFC 2782), CNAMEs followed: for other services that are
+    /// bootstrapped from a source's reverse name the way DRIAD is, e.g. DORMS
+    /// (`_dorms._tcp.<reverse name>`, see [`service_name`]). NXDOMAIN and NODATA are `Ok` with
+    /// no records and the negative TTL; transient failures are `Err`. Records come in answer
+    /// order: the caller applies RFC 2782 ordering. The TTL is the minimum over the records and
+    /// the CNAME chain.
+    pub async fn srv(&self, name: &Name) -> Result<SrvAnswer, LookupError> {
+        let lookup = match self.query(name, RecordType::SRV).await {
+            Ok(lookup) => lookup,
+            Err(e) => {
+                return match negative_ttl(&e) {
+                    Some((kind, ttl)) => Ok(SrvAnswer {
+                        name: name.clone(),
+                        records: Vec::new(),
+                        ttl: Duration::from_secs(ttl.unwrap_or(0).into()),
+                        negative: Some(kind),
+                    }),
+                    None => Err(LookupError::from_net(&e)),
+                };
+            }
+        };
+        let answers = lookup.answers();
+        let mut ttl = chain_ttl(answers).unwrap_or(u32::MAX);
+        let mut records = Vec::new();
+        for r in answers {
+            if let RData::SRV(srv) = &r.data {
+                ttl = ttl.min(r.ttl);
+                records.push(SrvRecord {
+                    priority: srv.priority,
+                    weight: srv.weight,
+                    port: srv.port,
+                    target: srv.target.clone(),
+                });
+            }
+        }
+        let negative = records.is_empty().then_some(Negative::NoData);
+        let ttl = Duration::from_secs(if ttl == u32::MAX { 0 } else { ttl.into() });
+        Ok(SrvAnswer { name: name.clone(), records, ttl, negative })
+    }
+
+    /// The A and AAAA addresses of a host name (CNAMEs followed), with the smallest TTL. A
+    /// name without addresses is `Ok` with none; an error is returned only when neither query
+    /// got an answer.
+    pub async fn addresses(&self, name: &Name) -> Result<(Vec<IpAddr>, Duration), LookupError> {
+        let (a, aaaa) = tokio::join!(self.query(name, RecordType::A), self.query(name, RecordType::AAAA));
+        let mut addrs = Vec::new();
+        let mut ttl = u32::MAX;
+        let mut error = None;
+        for answer in [a, aaaa] {
+            match answer {
+                Ok(lookup) => {
+                    let chain = chain_ttl(lookup.answers()).unwrap_or(u32::MAX);
+                    for r in lookup.answers() {
+                        let addr = match &r.data {
+                            RData::A(a) => IpAddr::V4(a.0),
+                            RData::AAAA(a) => IpAddr::V6(a.0),
+                            _ => continue,
+                        };
+                        ttl = ttl.min(r.ttl).min(chain);
+                        addrs.push(addr);
+                    }
+                }
+                Err(e) => match negative_ttl(&e) {
+                    Some((_, negative)) => ttl = ttl.min(negative.unwrap_or(0)),
+                    None => error = Some(LookupError::from_net(&e)),
+                },
+            }
+        }
+        if addrs.is_empty()
+            && let Some(e) = error
+        {
+            return Err(e);
+        }
+        Ok((addrs, Duration::from_secs(if ttl == u32::MAX { 0 } else { ttl.into() })))
     }
 
     /// A and AAAA of a type-3 relay name, CNAMEs followed, anything but addresses ignored.
