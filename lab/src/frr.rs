@@ -73,13 +73,79 @@ impl DaemonPaths {
     }
 }
 
-/// Prepares a node's FRR directory: owned by `frr` (the daemons drop to it), configs readable.
-pub fn prepare_dir(dir: &Path) -> Result<()> {
+/// FRR's vty group. Debian's and nixpkgs' FRR are built with `--enable-vty-group=frrvty`, and
+/// every daemon exits at start unless that group exists and the user it runs as belongs to it.
+pub const VTY_GROUP: &str = "frrvty";
+
+/// Who FRR's daemons run as: they start as root and drop to `-u USER -g GROUP`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrrIdentity {
+    pub user: String,
+    pub group: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl FrrIdentity {
+    /// The daemons' `-u`/`-g` options.
+    pub fn args(&self) -> Vec<String> {
+        vec!["-u".into(), self.user.clone(), "-g".into(), self.group.clone()]
+    }
+}
+
+/// The identity for this host: `MCAST_LAB_FRR_USER` (default `frr`, the user FRR's packages
+/// create) with its primary group. When the default user does not exist (FRR from Nix on a
+/// host without FRR's package), or with `MCAST_LAB_FRR_USER=root`, the daemons run as root with
+/// the vty group as their group: FRR accepts `-u root -g frrvty` (the `-g` group counts as a
+/// membership of the vty group), not `-u root -g root`.
+pub fn identity() -> Result<FrrIdentity> {
+    let wanted = std::env::var("MCAST_LAB_FRR_USER").ok().filter(|u| !u.is_empty());
+    let user = |name: &str| nix::unistd::User::from_name(name).ok().flatten().map(|u| (u.uid.as_raw(), u.gid.as_raw()));
+    let group_name =
+        |gid: u32| nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)).ok().flatten().map(|g| g.name);
+    let group_gid = |name: &str| nix::unistd::Group::from_name(name).ok().flatten().map(|g| g.gid.as_raw());
+    let ident = choose_identity(wanted.as_deref(), user, group_name, group_gid)?;
+    if ident.uid == 0 && wanted.is_none() {
+        tracing::info!("user frr does not exist: FRR runs as root with group {VTY_GROUP}");
+    }
+    Ok(ident)
+}
+
+/// [`identity`] with the account lookups passed in: `user` gives (uid, primary gid) by name,
+/// `group_name` a group's name by gid, `group_gid` a group's gid by name.
+pub fn choose_identity(
+    wanted: Option<&str>,
+    user: impl Fn(&str) -> Option<(u32, u32)>,
+    group_name: impl Fn(u32) -> Option<String>,
+    group_gid: impl Fn(&str) -> Option<u32>,
+) -> Result<FrrIdentity> {
+    let name = wanted.unwrap_or("frr");
+    if name != "root" {
+        match user(name) {
+            Some((uid, gid)) => {
+                let group = group_name(gid)
+                    .with_context(|| format!("the primary group (gid {gid}) of user {name} has no name"))?;
+                return Ok(FrrIdentity { user: name.to_string(), group, uid, gid });
+            }
+            None if wanted.is_some() => bail!("MCAST_LAB_FRR_USER: user {name:?} does not exist"),
+            None => {}
+        }
+    }
+    let gid = group_gid(VTY_GROUP).with_context(|| {
+        format!(
+            "FRR's daemons need group {VTY_GROUP} (they exit with \"could not lookup vty group {VTY_GROUP}\"): \
+             install FRR's package (apt-get install frr), or create the group (groupadd -r {VTY_GROUP}; \
+             on NixOS: users.groups.{VTY_GROUP} = {{ }};)"
+        )
+    })?;
+    Ok(FrrIdentity { user: "root".into(), group: VTY_GROUP.into(), uid: 0, gid })
+}
+
+/// Prepares a node's FRR directory: owned by the user the daemons drop to, configs readable.
+pub fn prepare_dir(dir: &Path, ident: &FrrIdentity) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let user = nix::unistd::User::from_name("frr")
-        .context("looking up user frr")?
-        .context("user frr does not exist: install FRR (apt-get install frr)")?;
-    nix::unistd::chown(dir, Some(user.uid), Some(user.gid)).with_context(|| format!("chown frr {}", dir.display()))?;
+    nix::unistd::chown(dir, Some(nix::unistd::Uid::from_raw(ident.uid)), Some(nix::unistd::Gid::from_raw(ident.gid)))
+        .with_context(|| format!("chown {}:{} {}", ident.user, ident.group, dir.display()))?;
     Ok(())
 }
 
@@ -163,5 +229,44 @@ mod tests {
         assert!(!argv.contains(" -d"), "daemons must stay in the foreground");
         assert_eq!(p.ready_socket(), Path::new("/run/mcast-lab/ml0001/acc/frr/pimd.vty"));
         assert_eq!(DaemonPaths::new(Path::new("/x"), "zebra").ready_socket(), Path::new("/x/zserv.api"));
+    }
+
+    #[test]
+    fn identity_is_frr_then_root_with_the_vty_group() {
+        let users = |name: &str| match name {
+            "frr" => Some((103, 107)),
+            "alice" => Some((1000, 1000)),
+            "root" => Some((0, 0)),
+            _ => None,
+        };
+        let names = |gid: u32| match gid {
+            107 => Some("frr".to_string()),
+            1000 => Some("alice".to_string()),
+            0 => Some("root".to_string()),
+            _ => None,
+        };
+        let vty = |name: &str| (name == VTY_GROUP).then_some(106);
+        let none = |_: &str| None;
+
+        // FRR's own user, as its packages create it.
+        let id = choose_identity(None, users, names, vty).unwrap();
+        assert_eq!(id, FrrIdentity { user: "frr".into(), group: "frr".into(), uid: 103, gid: 107 });
+        assert_eq!(id.args(), ["-u", "frr", "-g", "frr"]);
+        // Another user by name, with its primary group.
+        let id = choose_identity(Some("alice"), users, names, vty).unwrap();
+        assert_eq!(id.args(), ["-u", "alice", "-g", "alice"]);
+        // No user frr: root, with the vty group as its group (not root's).
+        let no_frr = |name: &str| if name == "frr" { None } else { users(name) };
+        let id = choose_identity(None, no_frr, names, vty).unwrap();
+        assert_eq!(id, FrrIdentity { user: "root".into(), group: "frrvty".into(), uid: 0, gid: 106 });
+        assert_eq!(id.args(), ["-u", "root", "-g", "frrvty"]);
+        // root asked for explicitly, even where frr exists.
+        assert_eq!(choose_identity(Some("root"), users, names, vty).unwrap().uid, 0);
+        // Without the vty group FRR cannot start at all: say how to create it.
+        let err = choose_identity(None, no_frr, names, none).unwrap_err().to_string();
+        assert!(err.contains("groupadd -r frrvty") && err.contains("users.groups.frrvty"), "{err}");
+        // A user asked for by name that does not exist is an error, not a silent fallback.
+        let err = choose_identity(Some("nosuch"), users, names, vty).unwrap_err().to_string();
+        assert!(err.contains("\"nosuch\" does not exist"), "{err}");
     }
 }
