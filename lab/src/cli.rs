@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+use crate::bench::{self, BenchArgs};
 use crate::dns::{self, DnsServerArgs};
+use crate::dorms::{self, DormsServerArgs};
 use crate::down::{self, DownOptions};
 use crate::pimstub::{self, PimHelloArgs};
 use crate::runner::{self, RunOptions};
@@ -104,6 +106,11 @@ pub enum Cmd {
     PimHello(PimHelloArgs),
     /// The lab's authoritative DNS server (AMTRELAY zones), reloading changed zone files.
     DnsServer(DnsServerArgs),
+    /// Run benchmarks in fresh labs (default: all; `join`: join latency) and print p50/p99/max
+    /// against the goals.
+    Bench(BenchArgs),
+    /// The lab's DORMS server (HTTPS, CBACC metadata), with a CA made at start.
+    DormsServer(DormsServerArgs),
 }
 
 fn parse_kv(s: &str) -> std::result::Result<(String, String), String> {
@@ -220,6 +227,15 @@ pub fn main_with(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::DnsServer(args) => {
             dns::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench(args) => {
+            let report = bench::run(&args)?;
+            let failed = report.figures.iter().any(|f| f.failed > 0 || f.samples == 0);
+            Ok(if failed || crate::signals::stop_requested() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Cmd::DormsServer(args) => {
+            dorms::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -38,6 +38,29 @@ impl Default for LabOptions {
     }
 }
 
+/// Unprivileged daemons with CAP_NET_ADMIN create TUN devices (driad-ingest's amt0), which
+/// needs /dev/net/tun to be readable and writable by everyone, the mode udev gives it on
+/// Debian and Ubuntu (0666; the device itself grants nothing without CAP_NET_ADMIN). Hosts
+/// without udev (containers) may leave it 0600: the lab then sets the standard mode, once,
+/// and says so.
+fn ensure_tun_device_access() {
+    use std::os::unix::fs::PermissionsExt;
+    let path = Path::new("/dev/net/tun");
+    let Ok(meta) = std::fs::metadata(path) else { return };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o006 == 0o006 {
+        return;
+    }
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode | 0o666)) {
+        Ok(()) => eprintln!(
+            "mcast-lab: /dev/net/tun was mode {mode:04o}; set to {:04o} (the udev default) so services running as \
+             another user can create TUN devices",
+            mode | 0o666
+        ),
+        Err(e) => tracing::warn!("/dev/net/tun is mode {mode:04o} and cannot be changed: {e}"),
+    }
+}
+
 /// One process the lab started.
 #[derive(Debug)]
 struct Proc {
@@ -265,6 +288,9 @@ impl Lab {
             argv.push("--".into());
             let nd = self.node_dir(node);
             nix::unistd::chown(&nd, Some(u.uid), Some(u.gid)).with_context(|| format!("chown {}", nd.display()))?;
+            if spec.caps.iter().any(|c| c == "net_admin") {
+                ensure_tun_device_access();
+            }
         }
         if spec.argv.is_empty() {
             let sh = spec.shell.as_deref().ok_or_else(|| anyhow!("{key}: nothing to run"))?;
@@ -382,7 +408,8 @@ impl Lab {
             bail!("node {node} runs no FRR daemons");
         }
         let dir = self.frr_dir(node);
-        frr::prepare_dir(&dir)?;
+        let ident = frr::identity()?;
+        frr::prepare_dir(&dir, &ident)?;
         for d in &n.frr {
             if only.is_some_and(|o| o != d.daemon) {
                 continue;
@@ -394,7 +421,7 @@ impl Lab {
             let _ = std::fs::remove_file(paths.ready_socket());
             let key = format!("frr:{node}/{}", d.daemon);
             frr::check_installed(&d.daemon)?;
-            let argv = paths.argv(&d.args);
+            let argv = paths.argv(&[ident.args(), d.args.clone()].concat());
             let spec = SpawnSpec { argv, log: Some(paths.out()), ..Default::default() };
             self.spawn_inner(&key, node, &spec, Some(&d.daemon))?;
             let waited = frr::wait_ready(&paths, Duration::from_secs(10), || {

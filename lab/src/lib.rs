@@ -4,13 +4,15 @@
 //! * [`netns`], [`process`], [`frr`], [`lab`]: building a run (namespaces, links, FRR,
 //!   services) and tearing it down; [`state`] and [`down`]: crash-proof bookkeeping.
 //! * [`traffic`]: the `send` and `recv` tools; [`pimstub`]: the minimal PIM neighbour;
-//!   [`dns`]: the lab's DNS server.
+//!   [`dns`]: the lab's DNS server; [`dorms`]: the lab's DORMS server.
 //! * [`scenario`], [`runner`], [`capture`]: scenario files and the runner.
-//! * [`up`], [`cli`]: the commands for people.
+//! * [`up`], [`cli`]: the commands for people; [`bench`]: benchmarks in the lab.
 
+pub mod bench;
 pub mod capture;
 pub mod cli;
 pub mod dns;
+pub mod dorms;
 pub mod down;
 pub mod frr;
 pub mod lab;
