@@ -1,7 +1,10 @@
-//! Log setup: `tracing` with RUST_LOG-style filters, human-readable by default, JSON on request.
+//! Log setup: `tracing` with RUST_LOG-style filters, human-readable by default, JSON on request,
+//! and a filter that SIGHUP can change without a restart.
 
 use clap::{Args, ValueEnum};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry, reload};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
@@ -17,7 +20,7 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct LogArgs {
     /// Log filter in RUST_LOG syntax, e.g. `info` or `info,mcast_pim=debug`. The RUST_LOG
-    /// environment variable, when set, takes precedence.
+    /// environment variable, when set, takes precedence. Reloaded on SIGHUP.
     #[arg(long, default_value = "info", value_name = "FILTER")]
     pub log_level: String,
     /// Log line format.
@@ -25,21 +28,62 @@ pub struct LogArgs {
     pub log_format: LogFormat,
 }
 
-/// Installs the global subscriber writing to stderr (journald captures it under systemd).
-pub fn init(args: &LogArgs) -> anyhow::Result<()> {
-    let filter = match std::env::var("RUST_LOG") {
+/// Changes the log filter of the running daemon.
+#[derive(Debug, Clone)]
+pub struct LogHandle {
+    handle: reload::Handle<EnvFilter, Registry>,
+}
+
+impl LogHandle {
+    /// Applies `filter` (RUST_LOG syntax). RUST_LOG, when set, still takes precedence, as at
+    /// start. Returns the filter now in force.
+    pub fn set_filter(&self, filter: &str) -> anyhow::Result<String> {
+        let filter = effective_filter(filter)?;
+        let text = filter.to_string();
+        self.handle.reload(filter).map_err(|e| anyhow::anyhow!("changing the log filter: {e}"))?;
+        Ok(text)
+    }
+}
+
+fn effective_filter(level: &str) -> anyhow::Result<EnvFilter> {
+    Ok(match std::env::var("RUST_LOG") {
         Ok(env) if !env.is_empty() => EnvFilter::try_new(env)?,
-        _ => EnvFilter::try_new(&args.log_level)?,
-    };
+        _ => EnvFilter::try_new(level)?,
+    })
+}
+
+/// Checks a filter without installing it (for `--check-config`).
+pub fn validate_filter(level: &str) -> anyhow::Result<()> {
+    EnvFilter::try_new(level).map(|_| ()).map_err(|e| anyhow::anyhow!("--log-level {level:?}: {e}"))
+}
+
+/// Installs the global subscriber writing to stderr (journald captures it under systemd).
+pub fn init(args: &LogArgs) -> anyhow::Result<LogHandle> {
     use std::io::IsTerminal;
+    let (filter, handle) = reload::Layer::new(effective_filter(&args.log_level)?);
     // Colours only for a person at a terminal, never into journald or a log file.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let result = match args.log_format {
-        LogFormat::Text => builder.with_target(false).try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+    let ansi = std::io::stderr().is_terminal();
+    let (text, json) = match args.log_format {
+        LogFormat::Text => (
+            Some(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(ansi)),
+            None,
+        ),
+        LogFormat::Json => (
+            None,
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_writer(std::io::stderr),
+            ),
+        ),
     };
-    result.map_err(|e| anyhow::anyhow!("installing the log subscriber: {e}"))
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(text)
+        .with(json)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("installing the log subscriber: {e}"))?;
+    Ok(LogHandle { handle })
 }

@@ -38,11 +38,11 @@ fn main() -> std::process::ExitCode {
         Some(cli::Command::Lookup(args)) => runtime.block_on(lookup_cmd::lookup(args)),
         Some(cli::Command::ZoneRecord(_)) => Ok(()),
         Some(cli::Command::Gateway(args)) => match mcast_daemon::logging::init(&args.log) {
-            Ok(()) => runtime.block_on(gateway_cmd::run(args)),
+            Ok(_log) => runtime.block_on(gateway_cmd::run(args)),
             Err(e) => Err(e),
         },
         None => match mcast_daemon::logging::init(&cli.run.log) {
-            Ok(()) => runtime.block_on(daemon::run(cli.run)),
+            Ok(_log) => runtime.block_on(daemon::run(cli.run)),
             Err(e) => Err(e),
         },
     };
