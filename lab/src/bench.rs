@@ -52,62 +52,156 @@ use crate::traffic::payload::Header;
 use crate::traffic::stats::{RecvReport, percentile};
 use crate::util::{fmt_secs, unix_now};
 
+mod footprint;
+mod scale;
+mod throughput;
+
 /// Options of `mcast-lab bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Benchmarks to run (default: all). Known: join.
+    /// Benchmarks to run (default: all): join, leave, gateway, relay, scale, cbacc, idle.
     pub names: Vec<String>,
-    /// Samples per figure.
+    /// Samples per latency figure (join, leave).
     #[arg(long, default_value_t = 100)]
     pub count: usize,
-    /// Datagrams per second each measured source sends.
+    /// Datagrams per second each measured source sends (join, leave).
     #[arg(long, default_value_t = 1000.0)]
     pub rate: f64,
+    /// Seconds per zero-loss throughput run (gateway, relay).
+    #[arg(long, default_value_t = 10.0)]
+    pub run_secs: f64,
+    /// (S,G)s of the scale benchmark (spread over a tenth as many sources and relays).
+    #[arg(long, default_value_t = 10_000)]
+    pub scale_sgs: usize,
     /// Write the report as JSON here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// Keep each benchmark's run directory (logs) under this directory.
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
+    /// Exit non-zero when a goal is missed (by default a missed goal is printed as FAIL and
+    /// the exit status only says whether every benchmark ran).
+    #[arg(long)]
+    pub strict: bool,
 }
 
-/// The benchmarks `mcast-lab bench` knows.
-pub const BENCHMARKS: &[&str] = &["join"];
+/// The benchmarks `mcast-lab bench` knows, in the order they run.
+pub const BENCHMARKS: &[&str] = &["join", "leave", "gateway", "relay", "scale", "cbacc", "idle"];
 
-/// One figure: a distribution of samples in milliseconds.
+/// What a figure's goal bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bound {
+    /// The median of the samples is at most the value.
+    P50AtMost,
+    /// The (single) value is at most ...
+    AtMost,
+    /// ... or at least the goal's value.
+    AtLeast,
+}
+
+/// A goal: a bound on the median (latencies) or on the value (throughput, memory).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Goal {
+    pub bound: Bound,
+    pub value: f64,
+}
+
+impl Goal {
+    pub fn p50_at_most(value: f64) -> Goal {
+        Goal { bound: Bound::P50AtMost, value }
+    }
+    pub fn at_most(value: f64) -> Goal {
+        Goal { bound: Bound::AtMost, value }
+    }
+    pub fn at_least(value: f64) -> Goal {
+        Goal { bound: Bound::AtLeast, value }
+    }
+    fn holds(&self, p50: f64) -> bool {
+        match self.bound {
+            Bound::P50AtMost | Bound::AtMost => p50 <= self.value,
+            Bound::AtLeast => p50 >= self.value,
+        }
+    }
+    fn render(&self, unit: &str) -> String {
+        let v = fmt_num(self.value);
+        match self.bound {
+            Bound::P50AtMost => format!("p50 ≤ {v} {unit}"),
+            Bound::AtMost => format!("≤ {v} {unit}"),
+            Bound::AtLeast => format!("≥ {v} {unit}"),
+        }
+    }
+}
+
+/// One figure: a distribution of samples (latencies, in `unit`), or a single value.
 #[derive(Debug, Clone, Serialize)]
 pub struct Figure {
     pub benchmark: String,
     pub name: String,
+    pub unit: String,
     pub samples: usize,
     pub failed: usize,
-    pub min_ms: f64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
-    /// Goal for the p50.
-    pub goal_p50_ms: Option<f64>,
+    pub min: f64,
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+    /// One measured value (in `p50`, equal to min, p99 and max), not a distribution.
+    pub single: bool,
+    pub goal: Option<Goal>,
     pub pass: Option<bool>,
-    pub values_ms: Vec<f64>,
+    /// How it was measured, what limited it (CPU, loss, ...).
+    pub note: String,
+    pub values: Vec<f64>,
 }
 
 impl Figure {
-    fn new(benchmark: &str, name: &str, mut values: Vec<f64>, failed: usize, goal: Option<f64>) -> Figure {
+    /// A latency distribution in milliseconds, its p50 held against `goal` (ms).
+    pub fn latency(benchmark: &str, name: &str, mut values: Vec<f64>, failed: usize, goal: Option<f64>) -> Figure {
         values.sort_by(f64::total_cmp);
         let p50 = percentile(&values, 50.0);
+        let goal = goal.map(Goal::p50_at_most);
         Figure {
             benchmark: benchmark.into(),
             name: name.into(),
+            unit: "ms".into(),
             samples: values.len(),
             failed,
-            min_ms: values.first().copied().unwrap_or(0.0),
-            p50_ms: p50,
-            p99_ms: percentile(&values, 99.0),
-            max_ms: values.last().copied().unwrap_or(0.0),
-            goal_p50_ms: goal,
-            pass: goal.map(|g| !values.is_empty() && failed == 0 && p50 <= g),
-            values_ms: values,
+            min: values.first().copied().unwrap_or(0.0),
+            p50,
+            p99: percentile(&values, 99.0),
+            max: values.last().copied().unwrap_or(0.0),
+            single: false,
+            pass: goal.map(|g| !values.is_empty() && failed == 0 && g.holds(p50)),
+            goal,
+            note: String::new(),
+            values,
         }
+    }
+
+    /// A single value.
+    pub fn value(benchmark: &str, name: &str, unit: &str, value: f64, goal: Option<Goal>) -> Figure {
+        Figure {
+            benchmark: benchmark.into(),
+            name: name.into(),
+            unit: unit.into(),
+            samples: 1,
+            failed: 0,
+            min: value,
+            p50: value,
+            p99: value,
+            max: value,
+            single: true,
+            goal,
+            pass: goal.map(|g| value.is_finite() && g.holds(value)),
+            note: String::new(),
+            values: vec![value],
+        }
+    }
+
+    /// The same figure with a note.
+    pub fn with_note(mut self, note: impl Into<String>) -> Figure {
+        self.note = note.into();
+        self
     }
 }
 
@@ -117,7 +211,38 @@ pub struct Report {
     pub figures: Vec<Figure>,
     /// Median time per stage of the cold and warm joins (where the time goes).
     pub breakdown: Vec<Figure>,
+    /// Benchmarks that could not run to the end, with the error.
+    pub errors: Vec<(String, String)>,
+    /// The machine: cores, kernel, load average at the start.
+    pub machine: String,
     pub duration_s: f64,
+}
+
+impl Report {
+    /// Whether every benchmark ran and every figure has its samples.
+    pub fn complete(&self) -> bool {
+        self.errors.is_empty() && self.figures.iter().all(|f| f.failed == 0 && f.samples > 0)
+    }
+
+    /// Whether every goal holds.
+    pub fn goals_hold(&self) -> bool {
+        self.figures.iter().all(|f| f.pass != Some(false))
+    }
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<f64>().ok()))
+        .map_or(String::new(), |kib| format!(", {:.0} GiB", kib / 1024.0 / 1024.0));
+    format!(
+        "{cores} cores{mem}, Linux {}, load average {}",
+        kernel.trim(),
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    )
 }
 
 /// Runs the benchmarks and prints the table.
@@ -133,14 +258,45 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
     if args.count == 0 || args.count > 1000 {
         bail!("--count must be 1..=1000");
     }
+    if !(1.0..=600.0).contains(&args.run_secs) {
+        bail!("--run-secs must be 1..=600");
+    }
+    if !(10..=100_000).contains(&args.scale_sgs) {
+        bail!("--scale-sgs must be 10..=100000");
+    }
     let t0 = Instant::now();
-    let mut report = Report { figures: Vec::new(), breakdown: Vec::new(), duration_s: 0.0 };
-    for name in &names {
-        if name == "join" {
-            let (figures, breakdown) = join(args)?;
-            report.figures.extend(figures);
-            report.breakdown.extend(breakdown);
+    let mut report =
+        Report { figures: Vec::new(), breakdown: Vec::new(), errors: Vec::new(), machine: machine(), duration_s: 0.0 };
+    eprintln!("bench: {}", report.machine);
+    for name in BENCHMARKS.iter().filter(|b| names.iter().any(|n| n == *b)) {
+        signals::check()?;
+        let started = Instant::now();
+        let result = match *name {
+            // `join` measures the leaves of its cold samples too; `leave` alone runs only those.
+            "join" => join(args, false),
+            "leave" if names.iter().any(|n| n == "join") => continue,
+            "leave" => join(args, true),
+            "gateway" => throughput::gateway(args).map(|f| (f, Vec::new())),
+            "relay" => throughput::relay(args).map(|f| (f, Vec::new())),
+            "scale" => scale::run(args).map(|f| (f, Vec::new())),
+            "cbacc" => footprint::cbacc(args).map(|f| (f, Vec::new())),
+            "idle" => footprint::idle(args).map(|f| (f, Vec::new())),
+            _ => unreachable!("checked above"),
+        };
+        match result {
+            Ok((figures, breakdown)) => {
+                report.figures.extend(figures);
+                report.breakdown.extend(breakdown);
+            }
+            Err(e) => {
+                if signals::stop_requested() {
+                    return Err(e);
+                }
+                eprintln!("bench {name}: FAILED: {e:#}");
+                report.errors.push((name.to_string(), format!("{e:#}")));
+            }
         }
+        eprintln!("bench {name}: done in {}", fmt_secs(started.elapsed()));
     }
     report.duration_s = t0.elapsed().as_secs_f64();
     print!("{}", render(&report));
@@ -150,17 +306,38 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
     Ok(report)
 }
 
-/// The table: one line per figure, then the breakdown.
+/// A number with three significant digits at most (and no exponent).
+fn fmt_num(v: f64) -> String {
+    if !v.is_finite() {
+        return "-".into();
+    }
+    let a = v.abs();
+    if a >= 100.0 || a == 0.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// The table: one line per figure, then the breakdown and the notes.
 pub fn render(report: &Report) -> String {
+    let cell = |v: f64, unit: &str| format!("{} {unit}", fmt_num(v));
     let row = |f: &Figure| {
+        let samples = if f.single {
+            "-".to_string()
+        } else {
+            format!("{}{}", f.samples, if f.failed > 0 { format!(" ({} failed)", f.failed) } else { String::new() })
+        };
         vec![
             f.benchmark.clone(),
             f.name.clone(),
-            format!("{}{}", f.samples, if f.failed > 0 { format!(" ({} failed)", f.failed) } else { String::new() }),
-            format!("{:.2}", f.p50_ms),
-            format!("{:.2}", f.p99_ms),
-            format!("{:.2}", f.max_ms),
-            f.goal_p50_ms.map_or("-".into(), |g| format!("p50 ≤ {g}")),
+            samples,
+            cell(f.p50, &f.unit),
+            if f.single { "-".into() } else { cell(f.p99, &f.unit) },
+            if f.single { "-".into() } else { cell(f.max, &f.unit) },
+            f.goal.map_or("-".into(), |g| g.render(&f.unit)),
             match f.pass {
                 Some(true) => "pass".into(),
                 Some(false) => "FAIL".into(),
@@ -168,18 +345,30 @@ pub fn render(report: &Report) -> String {
             },
         ]
     };
-    let mut out = String::from("\n");
+    let mut out = format!("\nmachine: {}\n", report.machine);
     let rows: Vec<Vec<String>> = report.figures.iter().map(row).collect();
-    out.push_str(&mcast_table(&["benchmark", "figure (ms)", "samples", "p50", "p99", "max", "goal", ""], &rows));
+    out.push_str(&mcast_table(&["benchmark", "figure", "samples", "p50 / value", "p99", "max", "goal", ""], &rows));
     if !report.breakdown.is_empty() {
         out.push_str("\nwhere the time goes (ms per stage)\n");
         let rows: Vec<Vec<String>> = report.breakdown.iter().map(row).map(|r| r[1..6].to_vec()).collect();
         out.push_str(&mcast_table(&["stage", "samples", "p50", "p99", "max"], &rows));
     }
+    let notes: Vec<&Figure> = report.figures.iter().filter(|f| !f.note.is_empty()).collect();
+    if !notes.is_empty() {
+        out.push_str("\nnotes\n");
+        for f in notes {
+            out.push_str(&format!("  {} / {}: {}\n", f.benchmark, f.name, f.note));
+        }
+    }
+    for (name, e) in &report.errors {
+        out.push_str(&format!("\nbenchmark {name} did not complete: {e}\n"));
+    }
+    let missed = report.figures.iter().filter(|f| f.pass == Some(false)).count();
     out.push_str(&format!(
-        "\n{} figures in {}\n",
+        "\n{} figures in {}; {}\n",
         report.figures.len(),
-        fmt_secs(Duration::from_secs_f64(report.duration_s))
+        fmt_secs(Duration::from_secs_f64(report.duration_s)),
+        if missed == 0 { "every goal holds".to_string() } else { format!("{missed} goal(s) missed (FAIL)") }
     ));
     out
 }
@@ -510,6 +699,18 @@ impl Sniffer {
         self.pkts.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|p| p.ts >= since && pred(p)).cloned()
     }
 
+    /// How many packets at or after `since` match `pred`, and the time of the last one.
+    fn count_last(&self, since: f64, pred: impl Fn(&Pkt) -> bool) -> (usize, Option<f64>) {
+        let pkts = self.pkts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut n = 0;
+        let mut last = None;
+        for p in pkts.iter().filter(|p| p.ts >= since && pred(p)) {
+            n += 1;
+            last = Some(last.map_or(p.ts, |l: f64| l.max(p.ts)));
+        }
+        (n, last)
+    }
+
     /// Waits up to `timeout` for such a packet.
     fn wait_first(&self, since: f64, timeout: Duration, pred: impl Fn(&Pkt) -> bool) -> Option<Pkt> {
         let end = Instant::now() + timeout;
@@ -616,11 +817,16 @@ impl Drop for Senders {
 
 // ---- the daemon --------------------------------------------------------------------------------
 
-/// `status` over driad-ingest's control socket.
+/// `status` over a daemon's control socket.
 fn daemon_status(sock: &Path) -> Result<serde_json::Value> {
+    daemon_command(sock, "status")
+}
+
+/// A command over a daemon's control socket (`status`; driad-ingest's `summary`).
+fn daemon_command(sock: &Path, command: &str) -> Result<serde_json::Value> {
     let mut s = UnixStream::connect(sock).with_context(|| format!("connecting to {}", sock.display()))?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    s.write_all(b"status\n")?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(format!("{command}\n").as_bytes())?;
     let mut out = Vec::new();
     s.read_to_end(&mut out)?;
     Ok(serde_json::from_slice(&out)?)
@@ -696,6 +902,14 @@ fn amt(p: &Pkt, want: u8) -> bool {
 
 fn amt_data(p: &Pkt, s: Ipv4Addr, g: Ipv4Addr) -> bool {
     matches!(&p.what, What::Amt { ty: 6, inner: Some(i), .. } if *i == (IpAddr::V4(s), IpAddr::V4(g)))
+}
+
+fn blocks(p: &Pkt, s: Ipv4Addr, g: Ipv4Addr) -> bool {
+    matches!(&p.what, What::Amt { ty: 5, block, .. } if block.contains(&(IpAddr::V4(s), IpAddr::V4(g))))
+}
+
+fn prunes(p: &Pkt, s: Ipv4Addr, g: Ipv4Addr) -> bool {
+    matches!(&p.what, What::JoinPrune { prunes, .. } if prunes.contains(&(IpAddr::V4(s), IpAddr::V4(g))))
 }
 
 fn allows(p: &Pkt, s: Ipv4Addr, g: Ipv4Addr) -> bool {
@@ -850,10 +1064,12 @@ fn chain_samples(
     up: &Sniffer,
     down: &Sniffer,
     sock: &Path,
+    leave_only: bool,
 ) -> Result<Vec<(String, Samples, Option<f64>)>> {
     let timeout = Duration::from_secs(3);
     let mut pim_cold = Samples::default();
     let mut rcv_cold = Samples::default();
+    let mut leave = Samples::default();
     let g = bench_group(3, 0);
     for k in 0..args.count {
         signals::check()?;
@@ -874,8 +1090,26 @@ fn chain_samples(
             _ => pim_cold.failed += 1,
         }
         receiver_stages(&mut rcv_cold, report.ok(), join, data);
+        // The receiver left after its first packet (IGMPv3 BLOCK); FRR prunes 0.1 s later
+        // (last-member query interval 1 ds, count 1); the (S,G) was the tunnel's only one.
+        let prune = down.wait_first(start, timeout, |p| !p.outgoing && prunes(p, s, g)).map(|p| p.ts);
         senders.flow(s, g, false)?;
         wait_until("the tunnel to close after the leave", Duration::from_secs(5), || Ok(tunnel_counts(sock)?.0 == 0))?;
+        let teardown = prune.and_then(|t| up.wait_first(t, Duration::from_secs(1), |p| p.outgoing && amt(p, 7)));
+        match (prune, teardown) {
+            (Some(p), Some(t)) => {
+                leave.values.push(ms(t.ts - p));
+                let block = up.first(p, |q| q.outgoing && blocks(q, s, g)).map(|q| q.ts);
+                leave.stage("Prune → BLOCK Update sent", Some(p), block);
+                leave.stage("BLOCK Update → Teardown sent", block, Some(t.ts));
+            }
+            _ => leave.failed += 1,
+        }
+    }
+    let leave = ("PIM Prune on ing → Teardown sent".to_string(), leave, Some(10.0));
+    if leave_only {
+        progress("PIM Prune → Teardown", std::slice::from_ref(&leave));
+        return Ok(vec![leave]);
     }
     let mut out = vec![
         ("PIM Join → first packet out of down0, cold".to_string(), pim_cold, Some(20.0)),
@@ -883,6 +1117,8 @@ fn chain_samples(
     ];
     progress("PIM Join → down0, cold", &out[..1]);
     progress("receiver join → first packet, cold", &out);
+    progress("PIM Prune → Teardown", std::slice::from_ref(&leave));
+    out.push(leave);
 
     // Warm: rcv2 holds the anchor (S,G) of the source, so its tunnel stays up.
     let anchor = (bench_source(0, 0), bench_group(0, 0));
@@ -944,7 +1180,7 @@ fn chain_samples(
 }
 
 /// The join benchmark in a fresh lab.
-fn join(args: &BenchArgs) -> Result<(Vec<Figure>, Vec<Figure>)> {
+fn join(args: &BenchArgs, leave_only: bool) -> Result<(Vec<Figure>, Vec<Figure>)> {
     let mut topo = Topology::load(None)?;
     let vars: BTreeMap<String, toml::Value> = [
         ("igmp_last_member_query_interval".to_string(), toml::Value::Integer(1)),
@@ -954,7 +1190,7 @@ fn join(args: &BenchArgs) -> Result<(Vec<Figure>, Vec<Figure>)> {
     .collect();
     topo.set_vars(&vars)?;
     let mut lab = Lab::up(topo, &LabOptions { purpose: "bench join".into(), ..Default::default() })?;
-    let result = join_in(&mut lab, args);
+    let result = join_in(&mut lab, args, leave_only);
     if let Some(dir) = &args.keep {
         let dest = dir.join(format!("{}-bench-join", crate::util::utc_stamp()));
         lab.keep_results(dest.clone());
@@ -964,33 +1200,20 @@ fn join(args: &BenchArgs) -> Result<(Vec<Figure>, Vec<Figure>)> {
     result
 }
 
-fn join_in(lab: &mut Lab, args: &BenchArgs) -> Result<(Vec<Figure>, Vec<Figure>)> {
-    let bin = lab.bin_dir().to_path_buf();
-    if !bin.join("driad-ingest").exists() || !bin.join("pimwatch").exists() || !bin.join("amt-relay").exists() {
-        bail!("the join benchmark needs driad-ingest, pimwatch and amt-relay next to mcast-lab ({})", bin.display());
-    }
-    // The benchmark's sources: addresses on src, their zone on the DNS server, a route on acc.
-    let mut batch = String::new();
-    for block in 0..4 {
-        for k in 0..(if block == 0 { 1 } else { args.count }) {
-            batch.push_str(&format!("addr add {}/32 dev eth0\n", bench_source(block, k)));
-        }
-    }
-    let batch_file = lab.dir.join("bench-src-addrs.batch");
-    std::fs::write(&batch_file, batch)?;
-    lab.run("src", &format!("ip -batch {}", batch_file.display()), Duration::from_secs(30))
-        .and_then(|o| if o.status.success() { Ok(()) } else { Err(anyhow!("ip -batch: {}", o.text())) })?;
-    lab.run("acc", "ip route add 198.18.0.0/15 via 10.9.1.2", Duration::from_secs(5))?;
-    let zones = lab.node_dir("dns").join("zones");
-    std::fs::create_dir_all(&zones)?;
-    std::fs::write(zones.join("18.198.in-addr.arpa.zone"), bench_zone(args.count))?;
-    lab.start("dns/dns-server")?;
-    lab.start("relay1/amt-relay")?;
-    let senders = Senders::start(&lab.ns_name("src"), args.rate)?;
-    let ing = lab.node_dir("ing");
-    let up = Sniffer::start(&lab.ns_name("ing"), "up0")?;
+/// The join figures are `join`'s, the Prune → Teardown one `leave`'s.
+fn bench_name(figure: &str) -> &'static str {
+    if figure.starts_with("PIM Prune") { "leave" } else { "join" }
+}
 
-    // Part 1: driad-ingest alone, on a joinfile written here.
+/// Part 1 of the join benchmark: driad-ingest alone on a joinfile the benchmark writes.
+fn joinfile_part(
+    lab: &mut Lab,
+    args: &BenchArgs,
+    senders: &Senders,
+    up: &Sniffer,
+) -> Result<Vec<(String, Samples, Option<f64>)>> {
+    let bin = lab.bin_dir().to_path_buf();
+    let ing = lab.node_dir("ing");
     let joinfile = ing.join("bench.sgs");
     let runtime = ing.join("driad-bench");
     let sock = runtime.join("driad-ingest.sock");
@@ -1018,9 +1241,44 @@ fn join_in(lab: &mut Lab, args: &BenchArgs) -> Result<(Vec<Figure>, Vec<Figure>)
     lab.spawn("bench:driad", "ing", &spec)?;
     wait_until("driad-ingest's control socket", Duration::from_secs(10), || Ok(daemon_status(&sock).is_ok()))?;
     let tun = Sniffer::start(&lab.ns_name("ing"), "amt0")?;
-    let mut results = joinfile_samples(lab, args, &senders, &up, &tun, &sock, &joinfile)?;
+    let results = joinfile_samples(lab, args, senders, up, &tun, &sock, &joinfile)?;
     drop(tun);
     lab.stop_key("bench:driad", Signal::SIGTERM, Duration::from_secs(3))?;
+
+    Ok(results)
+}
+
+fn join_in(lab: &mut Lab, args: &BenchArgs, leave_only: bool) -> Result<(Vec<Figure>, Vec<Figure>)> {
+    let bin = lab.bin_dir().to_path_buf();
+    if !bin.join("driad-ingest").exists() || !bin.join("pimwatch").exists() || !bin.join("amt-relay").exists() {
+        bail!("the join benchmark needs driad-ingest, pimwatch and amt-relay next to mcast-lab ({})", bin.display());
+    }
+    // The benchmark's sources: addresses on src, their zone on the DNS server, a route on acc.
+    let mut batch = String::new();
+    for block in 0..4 {
+        for k in 0..(if block == 0 { 1 } else { args.count }) {
+            batch.push_str(&format!("addr add {}/32 dev eth0\n", bench_source(block, k)));
+        }
+    }
+    let batch_file = lab.dir.join("bench-src-addrs.batch");
+    std::fs::write(&batch_file, batch)?;
+    lab.run("src", &format!("ip -batch {}", batch_file.display()), Duration::from_secs(30))
+        .and_then(|o| if o.status.success() { Ok(()) } else { Err(anyhow!("ip -batch: {}", o.text())) })?;
+    lab.run("acc", "ip route add 198.18.0.0/15 via 10.9.1.2", Duration::from_secs(5))?;
+    let zones = lab.node_dir("dns").join("zones");
+    std::fs::create_dir_all(&zones)?;
+    std::fs::write(zones.join("18.198.in-addr.arpa.zone"), bench_zone(args.count))?;
+    lab.start("dns/dns-server")?;
+    lab.start("relay1/amt-relay")?;
+    let senders = Senders::start(&lab.ns_name("src"), args.rate)?;
+    let ing = lab.node_dir("ing");
+    let up = Sniffer::start(&lab.ns_name("ing"), "up0")?;
+
+    // Part 1: driad-ingest alone, on a joinfile written here.
+    let mut results = Vec::new();
+    if !leave_only {
+        results = joinfile_part(lab, args, &senders, &up)?;
+    }
 
     // Part 2: the full chain, driad-ingest on pimwatch's joinfile as in the lab's service.
     lab.start("ing/driad-ingest")?;
@@ -1031,15 +1289,15 @@ fn join_in(lab: &mut Lab, args: &BenchArgs) -> Result<(Vec<Figure>, Vec<Figure>)
         Ok(lab.vtysh("acc", &["show ip pim neighbor".to_string()])?.stdout.contains("10.9.1.2"))
     })?;
     let down = Sniffer::start(&lab.ns_name("ing"), "down0")?;
-    results.extend(chain_samples(lab, args, &senders, &up, &down, &sock)?);
+    results.extend(chain_samples(lab, args, &senders, &up, &down, &sock, leave_only)?);
 
     let mut figures = Vec::new();
     let mut breakdown = Vec::new();
     for (name, samples, goal) in results {
         for (stage, values) in samples.stages {
-            breakdown.push(Figure::new("join", &format!("{name}: {stage}"), values, 0, None));
+            breakdown.push(Figure::latency(bench_name(&name), &format!("{name}: {stage}"), values, 0, None));
         }
-        figures.push(Figure::new("join", &name, samples.values, samples.failed, goal));
+        figures.push(Figure::latency(bench_name(&name), &name, samples.values, samples.failed, goal));
     }
     Ok((figures, breakdown))
 }

@@ -4,7 +4,8 @@
 //! * [`netns`], [`process`], [`frr`], [`lab`]: building a run (namespaces, links, FRR,
 //!   services) and tearing it down; [`state`] and [`down`]: crash-proof bookkeeping.
 //! * [`traffic`]: the `send` and `recv` tools; [`pimstub`]: the minimal PIM neighbour;
-//!   [`dns`]: the lab's DNS server; [`dorms`]: the lab's DORMS server.
+//!   [`dns`]: the lab's DNS server; [`dorms`]: the lab's DORMS server; [`flood`]: hostile
+//!   input; [`watchfile`]: a joinfile watcher that proves it is never empty or half-written.
 //! * [`scenario`], [`runner`], [`capture`]: scenario files and the runner.
 //! * [`up`], [`cli`]: the commands for people; [`bench`]: benchmarks in the lab.
 
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod dns;
 pub mod dorms;
 pub mod down;
+pub mod flood;
 pub mod frr;
 pub mod lab;
 pub mod netns;
@@ -27,3 +29,4 @@ pub mod topology;
 pub mod traffic;
 pub mod up;
 pub mod util;
+pub mod watchfile;

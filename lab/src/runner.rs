@@ -212,6 +212,7 @@ pub fn run_one(path: &Path, opts: &RunOptions) -> ScenarioResult {
         run_id: Some(ctx.lab.id.to_string()),
         steps: std::mem::take(&mut ctx.steps),
     };
+    ctx.unmount_all();
     let keep = match &outcome {
         Err((step, e)) => {
             result.status = "failed".into();
@@ -272,6 +273,17 @@ struct Ctx {
     verbose: bool,
     steps: Vec<StepResult>,
     scenario_dir: PathBuf,
+    /// VmRSS (KiB) recorded by `mark_rss`, per target.
+    rss_marks: BTreeMap<String, u64>,
+    /// tmpfs mounts of `mount_tmpfs`, unmounted when the scenario ends.
+    mounts: Vec<PathBuf>,
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        // A panic in a step: the mounts go before the lab's own teardown removes the run dir.
+        self.unmount_all();
+    }
 }
 
 impl Ctx {
@@ -287,6 +299,8 @@ impl Ctx {
             verbose,
             steps: Vec::new(),
             scenario_dir: sc.path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")),
+            rss_marks: BTreeMap::new(),
+            mounts: Vec::new(),
         };
         c.log(&format!(
             "scenario {} ({}) in run {} (setup {})",
@@ -375,6 +389,53 @@ impl Ctx {
         Ok(())
     }
 
+    /// Expands `{pid:TARGET}` (a service `node/name`, an FRR daemon, or a named background
+    /// process of this scenario) to the PID of the running process.
+    fn expand_pids(&mut self, text: &str) -> Result<String> {
+        let re = regex::Regex::new(r"\{pid:([^}]+)\}").expect("valid regex");
+        let mut out = String::with_capacity(text.len());
+        let mut last = 0;
+        for cap in re.captures_iter(text) {
+            let (all, target) = (cap.get(0).expect("match"), &cap[1]);
+            out.push_str(&text[last..all.start()]);
+            out.push_str(&self.target_pid(target)?.to_string());
+            last = all.end();
+        }
+        out.push_str(&text[last..]);
+        Ok(out)
+    }
+
+    /// The PID of a running target that is one process.
+    fn target_pid(&mut self, target: &str) -> Result<u32> {
+        let keys = self.keys_of(target)?;
+        let [key] = keys.as_slice() else { bail!("{target:?} is {} processes, not one", keys.len()) };
+        self.lab.pid(key).ok_or_else(|| anyhow!("{target} is not running"))
+    }
+
+    /// VmRSS of a running target, in KiB.
+    fn rss_kib(&mut self, target: &str) -> Result<u64> {
+        let pid = self.target_pid(target)?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .with_context(|| format!("reading /proc/{pid}/status of {target}"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .ok_or_else(|| anyhow!("no VmRSS in /proc/{pid}/status"))
+    }
+
+    /// Lazily unmounts every tmpfs of `mount_tmpfs` (processes may still hold files there).
+    fn unmount_all(&mut self) {
+        for path in std::mem::take(&mut self.mounts).into_iter().rev() {
+            let out = std::process::Command::new("umount").arg("-l").arg(&path).output();
+            match out {
+                Ok(o) if o.status.success() => self.log(&format!("unmounted {}", path.display())),
+                Ok(o) => self.log(&format!("umount {}: {}", path.display(), String::from_utf8_lossy(&o.stderr).trim())),
+                Err(e) => self.log(&format!("umount {}: {e}", path.display())),
+            }
+        }
+    }
+
     fn mcast_lab(&self) -> String {
         self.lab.mcast_lab_exe().display().to_string()
     }
@@ -413,6 +474,7 @@ impl Ctx {
                 Ok(format!("killed {target}"))
             }
             Action::Run { node, cmd, background: false, timeout, check, .. } => {
+                let cmd = &self.expand_pids(cmd)?;
                 let out = self.lab.run(node, cmd, timeout.0)?;
                 let text = out.text();
                 if *check && !out.status.success() {
@@ -423,8 +485,9 @@ impl Ctx {
             Action::Run { node, cmd, background: true, name, .. } => {
                 let name = name.clone().unwrap_or_default();
                 let key = format!("bg:{name}");
+                let cmd = self.expand_pids(cmd)?;
                 let spec = SpawnSpec {
-                    shell: Some(self.expand(Some(node), cmd)),
+                    shell: Some(self.expand(Some(node), &cmd)),
                     log: Some(self.lab.dir.join(format!("{name}.log"))),
                     ..Default::default()
                 };
@@ -538,6 +601,25 @@ impl Ctx {
             Action::Wait { duration } => {
                 signals::sleep(duration.0)?;
                 Ok(String::new())
+            }
+            Action::MarkRss { target } => {
+                let kib = self.rss_kib(target)?;
+                self.rss_marks.insert(target.clone(), kib);
+                Ok(format!("{target}: VmRSS {kib} KiB"))
+            }
+            Action::MountTmpfs { path, node, size, mode } => {
+                let p = PathBuf::from(self.expand(node.as_deref(), path));
+                std::fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
+                let out = std::process::Command::new("mount")
+                    .args(["-t", "tmpfs", "-o", &format!("size={size},mode={mode}"), "tmpfs"])
+                    .arg(&p)
+                    .output()
+                    .context("running mount")?;
+                if !out.status.success() {
+                    bail!("mount tmpfs on {}: {}", p.display(), String::from_utf8_lossy(&out.stderr).trim());
+                }
+                self.mounts.push(p.clone());
+                Ok(format!("tmpfs of {size} on {}", p.display()))
             }
         }
     }
@@ -770,6 +852,7 @@ impl Ctx {
                 Ok(Outcome::Pass(format!("{target} exited with {what}")))
             }
             Check::Command { node, cmd, exit, matches, not_matches } => {
+                let cmd = &self.expand_pids(cmd)?;
                 let out = self.lab.run(node, cmd, Duration::from_secs(20))?;
                 let text = out.text();
                 if out.status.code() != Some(*exit) {
@@ -787,6 +870,29 @@ impl Ctx {
                     return Ok(Outcome::Fail(format!("vtysh: {}: {}", out.status, short(&out.text()))));
                 }
                 Ok(regex_outcome(&out.stdout, matches.as_deref(), not_matches.as_deref())?)
+            }
+            Check::Rss { target, max_kib, max_growth_kib } => {
+                let kib = self.rss_kib(target)?;
+                let mut problems = Vec::new();
+                if let Some(m) = max_kib
+                    && kib > *m
+                {
+                    problems.push(format!("VmRSS {kib} KiB > {m} KiB"));
+                }
+                let mark = self.rss_marks.get(target).copied();
+                if let Some(g) = max_growth_kib {
+                    let Some(mark) = mark else { bail!("no mark_rss of {target} before") };
+                    if kib > mark + g {
+                        problems.push(format!("VmRSS {kib} KiB grew by {} KiB > {g} KiB since the mark", kib - mark));
+                    }
+                }
+                let growth =
+                    mark.map(|m| format!(", {:+} KiB since the mark", kib as i64 - m as i64)).unwrap_or_default();
+                Ok(if problems.is_empty() {
+                    Outcome::Pass(format!("{target}: VmRSS {kib} KiB{growth}"))
+                } else {
+                    Outcome::Fail(problems.join(", "))
+                })
             }
             Check::Capture { capture: name, filter, min, max } => {
                 let Some(Handle::Capture { files, .. }) = self.handles.get(name).cloned() else {

@@ -177,6 +177,23 @@ pub enum Action {
     },
     /// Do nothing for a while.
     Wait { duration: Dur },
+    /// Remember the resident memory (VmRSS) of a running target now, for a later `expect =
+    /// "rss"` with `max_growth_kib`.
+    MarkRss { target: String },
+    /// Mount a tmpfs of `size` (e.g. "64k") at `path` (created if missing; `{node}` with
+    /// `node`), mode `mode` (default "0777"); unmounted when the scenario ends, pass or fail.
+    /// For disk-full tests: fill it with `run` + `dd`, free it with `rm`.
+    MountTmpfs {
+        path: String,
+        node: Option<String>,
+        size: String,
+        #[serde(default = "default_tmpfs_mode")]
+        mode: String,
+    },
+}
+
+fn default_tmpfs_mode() -> String {
+    "0777".into()
 }
 
 /// Things a scenario checks, by observing the system.
@@ -225,6 +242,9 @@ pub enum Check {
     },
     /// vtysh output on a node matches / does not match a regex.
     Vtysh { node: String, commands: Vec<String>, matches: Option<String>, not_matches: Option<String> },
+    /// The resident memory (VmRSS) of a running target is at most `max_kib`, and at most
+    /// `max_growth_kib` above what the last `mark_rss` of that target recorded.
+    Rss { target: String, max_kib: Option<u64>, max_growth_kib: Option<u64> },
     /// Capture `capture` holds at least `min` (default 1) and at most `max` packets matching
     /// a tshark display filter.
     Capture {
@@ -273,6 +293,8 @@ pub fn action_name(a: &Action) -> &'static str {
         Action::Capture { .. } => "capture",
         Action::WriteFile { .. } => "write_file",
         Action::Wait { .. } => "wait",
+        Action::MarkRss { .. } => "mark_rss",
+        Action::MountTmpfs { .. } => "mount_tmpfs",
     }
 }
 
@@ -286,6 +308,7 @@ pub fn check_name(c: &Check) -> &'static str {
         Check::Command { .. } => "command",
         Check::Vtysh { .. } => "vtysh",
         Check::Capture { .. } => "capture",
+        Check::Rss { .. } => "rss",
     }
 }
 
@@ -396,6 +419,9 @@ impl Scenario {
                     }
                     Check::Capture { min, max: Some(max), .. } if min > max => {
                         bail!("{}: min {min} > max {max} can never hold (min defaults to 1: give min = 0)", at())
+                    }
+                    Check::Rss { max_kib: None, max_growth_kib: None, .. } => {
+                        bail!("{}: give max_kib or max_growth_kib", at())
                     }
                     Check::File { line, lacks_line, matches, not_matches, .. } => {
                         if line.is_none() && lacks_line.is_none() && matches.is_none() && not_matches.is_none() {
@@ -562,6 +588,8 @@ mod tests {
             ("[[steps]]\ndo = \"leave\"\nreceiver = \"r9\"", "no receiver \"r9\""),
             ("[[steps]]\nexpect = \"capture\"\ncapture = \"c\"\nfilter = \"pim\"", "no capture \"c\""),
             ("[[steps]]\nexpect = \"file\"\npath = \"x\"", "give line"),
+            ("[[steps]]\nexpect = \"rss\"\ntarget = \"ing/pimwatch\"", "give max_kib or max_growth_kib"),
+            ("[[steps]]\ndo = \"mount_tmpfs\"\npath = \"x\"", "missing field `size`"),
             ("[[steps]]\nexpect = \"file\"\npath = \"x\"\nmatches = \"(\"", "regex"),
             ("[[steps]]\nexpect = \"alive\"\ntarget = \"a/b\"\nwithin = 1\nduring = 1", "not both"),
             ("[[steps]]\ndo = \"run\"\nnode = \"a\"\ncmd = \"x\"\nbackground = true", "need a name"),

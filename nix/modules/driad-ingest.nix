@@ -47,11 +47,11 @@ let
   duration = lib.types.strMatching "[0-9]+ ?[a-z]+( ?[0-9]+ ?[a-z]+)*";
   daemonDefault = text: "`null`: the daemon's default (${text}).";
 
-  # CAP_NET_ADMIN creates and configures the TUN, forces the AMT socket's receive buffer and
-  # turns rp_filter off on the TUN; CAP_NET_RAW as the lab grants it.
+  # CAP_NET_ADMIN creates and configures the TUN (and makes it again if it is deleted), forces
+  # the AMT socket's receive buffer and turns rp_filter off on the TUN. No CAP_NET_RAW: it opens
+  # no raw socket (scenarios/hostile-least-privilege.toml checks the lab's service).
   capabilities = [
     "CAP_NET_ADMIN"
-    "CAP_NET_RAW"
   ];
 
   firewall = config.networking.firewall;

@@ -54,6 +54,15 @@ let
   # A duration as the daemons parse it (humantime): "30s", "100ms", "3m 30s".
   duration = lib.types.strMatching "[0-9]+ ?[a-z]+( ?[0-9]+ ?[a-z]+)*";
   daemonDefault = text: "`null`: the daemon's default (${text}).";
+
+  # The raw IGMP socket that becomes the multicast routing socket (MRT_INIT) and the raw PIM
+  # sockets need CAP_NET_RAW. The kernel lets the socket that did MRT_INIT add VIFs and MFC
+  # entries without CAP_NET_ADMIN; only MRT_TABLE (mrouteTable), set before MRT_INIT, needs it
+  # (scenarios/hostile-least-privilege.toml checks the lab's service).
+  capabilities = [
+    "CAP_NET_RAW"
+  ]
+  ++ lib.optional (cfg.forwarding && cfg.mrouteTable != null) "CAP_NET_ADMIN";
 in
 {
   imports = [ ./common.nix ];
@@ -88,8 +97,7 @@ in
       default = true;
       description = ''
         Whether pimwatch programs kernel multicast forwarding (MRT). Turn it off where another
-        daemon owns the multicast routing table: pimwatch then only writes the joinfile, and
-        runs without `CAP_NET_ADMIN`.
+        daemon owns the multicast routing table: pimwatch then only writes the joinfile.
       '';
     };
 
@@ -255,9 +263,8 @@ in
         RuntimeDirectory = "pimwatch";
         SupplementaryGroups = [ common.group ];
         ReadWritePaths = [ (dirOf (toString cfg.joinfile)) ];
-        # MRT_INIT and the forwarding cache need CAP_NET_ADMIN, the raw PIM sockets CAP_NET_RAW.
-        CapabilityBoundingSet = [ "CAP_NET_RAW" ] ++ lib.optional cfg.forwarding "CAP_NET_ADMIN";
-        AmbientCapabilities = [ "CAP_NET_RAW" ] ++ lib.optional cfg.forwarding "CAP_NET_ADMIN";
+        CapabilityBoundingSet = capabilities;
+        AmbientCapabilities = capabilities;
       };
     };
   };

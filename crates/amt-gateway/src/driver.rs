@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use mcast_amt::gateway::{Event, Gateway, is_data};
@@ -11,6 +12,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::inject::Injector;
 use crate::socket::{BATCH, GatewaySocket, MAX_DATAGRAM};
 use crate::{Command, Config, Status};
 
@@ -28,12 +30,22 @@ pub struct DriverCounters {
     pub datagrams: u64,
     /// Inner packets written to the TUN.
     pub tun_written: u64,
+    /// TUN writes (one per packet, or one per coalesced run of packets).
+    pub tun_writes: u64,
+    /// Inner packets written inside a coalesced UDP super-packet.
+    pub tun_coalesced: u64,
     /// Inner packets dropped because the TUN queue was full.
     pub tun_full: u64,
     /// Other TUN write errors.
     pub tun_errors: u64,
+    /// Super-packets the TUN refused (then written one by one).
+    pub tun_gso_errors: u64,
+    /// Whether runs are coalesced now.
+    pub tun_coalescing: bool,
     /// Packets the kernel sent out of the TUN (read and discarded).
     pub tun_read: u64,
+    /// Times the TUN was made again after it vanished.
+    pub tun_recreated: u64,
     /// Socket receive errors.
     pub recv_errors: u64,
     /// Control messages that could not be sent.
@@ -42,7 +54,54 @@ pub struct DriverCounters {
     pub events_lost: u64,
 }
 
+/// How the TUN is made, kept to make it again if it vanishes.
+struct TunSetup {
+    name: String,
+    mtu: u32,
+    offload: bool,
+}
+
+impl TunSetup {
+    /// Creates (or attaches to) the TUN, sets its MTU, brings it up and turns rp_filter off.
+    /// Returns whether it has IFF_VNET_HDR.
+    fn open(&self) -> io::Result<(Tun, bool)> {
+        // IFF_VNET_HDR for coalesced writes; without it (an old kernel, a persistent device
+        // made otherwise) one datagram per write.
+        let (tun, vnet) = match self.offload {
+            true => match Tun::create_or_attach_with(&self.name, true) {
+                Ok(tun) => (tun, true),
+                Err(e) => {
+                    warn!(tun = %self.name, error = %e, "no IFF_VNET_HDR on the TUN: one datagram per write");
+                    (Tun::create_or_attach(&self.name)?, false)
+                }
+            },
+            false => (Tun::create_or_attach(&self.name)?, false),
+        };
+        tun.set_mtu(self.mtu)
+            .map_err(|e| io::Error::new(e.kind(), format!("setting the MTU of {}: {e}", self.name)))?;
+        tun.set_up().map_err(|e| io::Error::new(e.kind(), format!("bringing {} up: {e}", self.name)))?;
+        if let Err(e) = tun.disable_rp_filter() {
+            warn!(tun = %self.name, error = %e, "cannot turn rp_filter off on the native interface");
+        }
+        Ok((tun, vnet))
+    }
+}
+
+/// Whether the TUN device behind `fd` still exists: once it is deleted (`ip link del`), the
+/// kernel detaches the file and TUNGETIFF fails with EBADFD. Asked of the descriptor rather
+/// than by name, since the task may run in another network namespace than the device's.
+fn tun_exists(fd: std::os::fd::RawFd) -> bool {
+    let mut ifreq = [0u8; 40];
+    // SAFETY: TUNGETIFF writes one struct ifreq (40 bytes on 64-bit Linux) into the buffer.
+    let rc = unsafe { libc::ioctl(fd, libc::TUNGETIFF as _, ifreq.as_mut_ptr()) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EBADFD)
+}
+
+/// How often the driver checks that its TUN still exists (an operator may delete it).
+const TUN_CHECK: Duration = Duration::from_secs(1);
+
 pub(crate) struct Driver {
+    tun_setup: TunSetup,
     gw: Gateway,
     v4: Option<GatewaySocket>,
     v6: Option<GatewaySocket>,
@@ -55,6 +114,7 @@ pub(crate) struct Driver {
     slot: usize,
     meta: [RecvMeta; BATCH],
     tun_buf: Vec<u8>,
+    inject: Injector,
 }
 
 /// Logs on the 1st, 2nd, 4th, 8th... occurrence only.
@@ -89,13 +149,9 @@ impl Driver {
         if v4.is_none() && v6.is_none() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no AMT socket could be opened"));
         }
-        let tun = Tun::create_or_attach(&config.native_interface)?;
-        tun.set_mtu(config.tun_mtu)
-            .map_err(|e| io::Error::new(e.kind(), format!("setting the MTU of {}: {e}", config.native_interface)))?;
-        tun.set_up().map_err(|e| io::Error::new(e.kind(), format!("bringing {} up: {e}", config.native_interface)))?;
-        if let Err(e) = tun.disable_rp_filter() {
-            warn!(tun = %config.native_interface, error = %e, "cannot turn rp_filter off on the native interface");
-        }
+        let tun_setup =
+            TunSetup { name: config.native_interface.clone(), mtu: config.tun_mtu, offload: config.tun_offload };
+        let (tun, vnet) = tun_setup.open()?;
         let native = tun.name().to_owned();
         let tun = tun.into_async()?;
         // GRO may coalesce up to `gro_segments` datagrams into one buffer.
@@ -105,9 +161,11 @@ impl Driver {
             native = %native,
             local = ?[&v4, &v6].iter().filter_map(|s| s.as_ref().map(|s| s.local)).collect::<Vec<_>>(),
             gro_segments = gro,
+            tun_offload = vnet,
             "AMT gateway started"
         );
         Ok(Driver {
+            tun_setup,
             gw,
             v4,
             v6,
@@ -120,6 +178,7 @@ impl Driver {
             slot,
             meta: [RecvMeta::default(); BATCH],
             tun_buf: vec![0u8; 65536],
+            inject: Injector::new(vnet, true, config.tun_mtu as usize),
         })
     }
 
@@ -128,9 +187,12 @@ impl Driver {
     }
 
     pub(crate) async fn run(mut self) {
+        let mut tun_check = tokio::time::interval_at(tokio::time::Instant::now() + TUN_CHECK, TUN_CHECK);
+        tun_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.gw.poll_timeout().map(tokio::time::Instant::from_std);
             tokio::select! {
+                _ = tun_check.tick() => self.check_tun(),
                 command = self.commands.recv() => {
                     let Some(command) = command else {
                         debug!("every gateway handle dropped: shutting down");
@@ -167,6 +229,30 @@ impl Driver {
         }
     }
 
+    /// Makes the TUN again if it was deleted (`ip link del amt0`), or attaches to the device an
+    /// operator made in its place: the tunnels and joins stay, pimwatch sees the interface
+    /// return and re-adds its VIF and forwarding entries.
+    fn check_tun(&mut self) {
+        let ours = self.tun.get_ref();
+        if tun_exists(ours.as_raw_fd()) {
+            return;
+        }
+        warn!(tun = %self.native, ifindex = ours.ifindex(), "the native interface was deleted; making it again");
+        match self.tun_setup.open().and_then(|(tun, vnet)| Ok((tun.into_async()?, vnet))) {
+            Ok((tun, vnet)) => {
+                self.counters.tun_recreated += 1;
+                info!(tun = %self.native, ifindex = tun.get_ref().ifindex(), offload = vnet, "native interface made again");
+                self.tun = tun;
+                let counters = self.inject.counters;
+                self.inject = Injector::new(vnet, true, self.tun_setup.mtu as usize);
+                self.inject.counters = counters;
+            }
+            Err(e) => {
+                warn!(tun = %self.native, error = %e, "cannot make the native interface again; retrying every second");
+            }
+        }
+    }
+
     fn command(&mut self, command: Command) {
         let now = Instant::now();
         match command {
@@ -185,25 +271,40 @@ impl Driver {
             Command::Status { reply } => {
                 let _ = reply.send(self.status(now));
             }
+            Command::TunnelPackets { reply } => {
+                let gw = &self.gw;
+                let packets =
+                    gw.tunnels().map(|relay| (relay, gw.tunnel_counters(relay).map_or(0, |c| c.packets))).collect();
+                let _ = reply.send(packets);
+            }
             Command::Shutdown { .. } => {}
         }
     }
 
     fn status(&self, now: Instant) -> Status {
+        let mut driver = self.counters.clone();
+        let c = &self.inject.counters;
+        driver.tun_written = c.written;
+        driver.tun_writes = c.writes;
+        driver.tun_coalesced = c.coalesced;
+        driver.tun_full = c.full;
+        driver.tun_errors = c.errors;
+        driver.tun_gso_errors = c.gso_errors;
+        driver.tun_coalescing = self.inject.coalescing();
         Status {
             native_interface: self.native.clone(),
             local: self.local_addrs(),
             gateway: self.gw.status(now),
-            driver: self.counters.clone(),
+            driver,
         }
     }
 
     /// Receives batches until the socket is drained or the budget is spent, deciding per
     /// datagram: data into the TUN, control into the engine.
     fn receive(&mut self, v6: bool) {
-        let Self { gw, v4: s4, v6: s6, tun, bufs, slot, meta, counters, .. } = self;
+        let Self { gw, v4: s4, v6: s6, tun, bufs, slot, meta, counters, inject, .. } = self;
         let Some(sock) = (if v6 { s6.as_ref() } else { s4.as_ref() }) else { return };
-        let tun = tun.get_ref();
+        let tun = tun.get_ref().as_raw_fd();
         let port = sock.local.port();
         for _ in 0..RECV_BUDGET {
             let n = match sock.try_recv(bufs, *slot, meta) {
@@ -228,16 +329,7 @@ impl Driver {
                     counters.datagrams += 1;
                     if is_data(datagram) {
                         match gw.accept_data(from, datagram) {
-                            Ok(inner) => match tun.send(inner) {
-                                Ok(_) => counters.tun_written += 1,
-                                Err(e) if e.kind() == io::ErrorKind::WouldBlock => counters.tun_full += 1,
-                                Err(e) => {
-                                    counters.tun_errors += 1;
-                                    if worth_logging(counters.tun_errors) {
-                                        warn!(error = %e, "writing to the TUN failed");
-                                    }
-                                }
-                            },
+                            Ok(inner) => inject.push(tun, inner),
                             Err(reason) => debug!(%from, %reason, "Multicast Data dropped"),
                         }
                     } else if let Err(reason) = gw.handle_datagram(now, from, local, datagram) {
@@ -245,6 +337,8 @@ impl Driver {
                     }
                 }
             }
+            // The runs point into `bufs`: written before the next receive reuses it.
+            inject.flush(tun);
             if n < BATCH {
                 return;
             }

@@ -24,6 +24,7 @@
 //! per packet, then write.
 
 mod driver;
+mod inject;
 mod socket;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -49,6 +50,10 @@ pub struct Config {
     pub local_v6: Option<SocketAddr>,
     /// MTU of the TUN device (default 1500: inner packets of up to 1500 bytes).
     pub tun_mtu: u32,
+    /// Coalesce runs of datagrams of one flow into UDP super-packets (`IFF_VNET_HDR` with
+    /// UDP segmentation offload; default on, see the `inject` module): one TUN write and one
+    /// pass through the kernel's receive and forwarding path per run instead of per packet.
+    pub tun_offload: bool,
     /// Socket receive buffer to ask for (default 4 MiB; `SO_RCVBUFFORCE` when permitted).
     pub recv_buffer: usize,
     /// The protocol engine's settings.
@@ -68,6 +73,7 @@ impl Config {
             local_v4: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)),
             local_v6: Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0)),
             tun_mtu: 1500,
+            tun_offload: true,
             recv_buffer: 4 << 20,
             gateway: mcast_amt::gateway::Config::default(),
             seed: None,
@@ -124,6 +130,7 @@ enum Command {
     Join { relay: IpAddr, sg: SourceGroup, reply: Reply<bool> },
     Leave { relay: IpAddr, sg: SourceGroup, reply: Reply<bool> },
     Status { reply: oneshot::Sender<Status> },
+    TunnelPackets { reply: oneshot::Sender<Vec<(IpAddr, u64)>> },
     Shutdown { reply: oneshot::Sender<()> },
 }
 
@@ -168,6 +175,14 @@ impl GatewayHandle {
     pub async fn status(&self) -> Result<Status, Error> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(Command::Status { reply }).await.map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Each tunnel's count of Multicast Data packets accepted: what a no-traffic check needs,
+    /// without building the whole [`Status`] (one pair per tunnel, nothing per (S,G)).
+    pub async fn tunnel_packets(&self) -> Result<Vec<(IpAddr, u64)>, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::TunnelPackets { reply }).await.map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)
     }
 

@@ -43,6 +43,10 @@ struct Daemon {
     input_missing: bool,
     written_once: bool,
     write_retry: Option<Instant>,
+    /// When to check next that the output still holds what was written.
+    next_repair: Instant,
+    /// The last output write error (logged once), until a write succeeds.
+    output_error: Option<String>,
     semaphore: Arc<Semaphore>,
     results: mpsc::Sender<(SourceGroup, Fetch)>,
     started: Instant,
@@ -115,6 +119,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         input_missing: false,
         written_once: false,
         write_retry: None,
+        next_repair: Instant::now(),
+        output_error: None,
         semaphore: Arc::new(Semaphore::new(args.max_lookups.into())),
         results: results_tx,
         started: Instant::now(),
@@ -163,7 +169,8 @@ impl Daemon {
             let now = Instant::now();
             self.start_lookups(now);
             self.evaluate(now);
-            let wake = [self.cache.next_wake(now), self.admission.next_wake(), self.write_retry]
+            let repair = self.written_once.then_some(self.next_repair);
+            let wake = [self.cache.next_wake(now), self.admission.next_wake(), self.write_retry, repair]
                 .into_iter()
                 .flatten()
                 .min()
@@ -225,6 +232,9 @@ impl Daemon {
         if problems != self.input_problems {
             for p in &joinfile.problems {
                 warn!(input = %self.input.display(), "malformed line skipped: {p}");
+            }
+            if joinfile.more_problems > 0 {
+                warn!(input = %self.input.display(), more = joinfile.more_problems, "more malformed lines skipped (not listed)");
             }
             self.input_problems = problems;
         }
@@ -365,11 +375,32 @@ impl Daemon {
                 }
                 self.written_once = true;
             }
-            Err(err) => {
-                error!(output = %self.output.display(), error = %err, "cannot write the output; retrying");
-                self.write_retry = Some(now + WRITE_RETRY);
+            Err(err) => return self.output_failed(&err, now),
+        }
+        // Someone else truncated, overwrote or removed the output: put it back (driad-ingest
+        // would otherwise act on it until the admitted set changes). One stat a second.
+        if now >= self.next_repair {
+            self.next_repair = now + WRITE_RETRY;
+            match self.writer.repair() {
+                Ok(true) => warn!(output = %self.output.display(), "the output was changed by someone else; rewritten"),
+                Ok(false) => {}
+                Err(err) => return self.output_failed(&err, now),
             }
         }
+        if self.output_error.take().is_some() {
+            info!(output = %self.output.display(), "output written again");
+        }
+    }
+
+    /// A write failed (disk full, the path is a directory...): the previous output stays (atomic
+    /// replace) and the write is retried every second. Logged once per distinct error.
+    fn output_failed(&mut self, err: &std::io::Error, now: Instant) {
+        let text = err.to_string();
+        if self.output_error.as_deref() != Some(text.as_str()) {
+            error!(output = %self.output.display(), error = %text, "cannot write the output; the previous one stays, retrying every second");
+        }
+        self.output_error = Some(text);
+        self.write_retry = Some(now + WRITE_RETRY);
     }
 
     fn status(&self, now: Instant) -> Value {

@@ -77,8 +77,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let control = ControlServer::bind(args.runtime_dir.join("driad-ingest.sock"))
         .await
         .with_context(|| format!("binding the control socket in {}", args.runtime_dir.display()))?;
-    let (gateway, events, gateway_task) = mcast_amt_gateway::spawn(config)
-        .with_context(|| format!("starting the AMT gateway on {}", args.native_interface()))?;
+    let (gateway, events, gateway_task) = mcast_amt_gateway::spawn(config).map_err(|e| {
+        let denied = e.kind() == std::io::ErrorKind::PermissionDenied;
+        let e = anyhow::Error::new(e).context(format!("starting the AMT gateway on {}", args.native_interface()));
+        if denied { e.context(MISSING_CAPABILITY) } else { e }
+    })?;
 
     let manager_config = ManagerConfig {
         discovery: DiscoveryConfig { hold_down: args.hold_down, ..DiscoveryConfig::default() },
@@ -122,6 +125,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     result
 }
 
+/// What to tell an operator whose driad-ingest may not create its TUN (TUNSETIFF is EPERM
+/// without CAP_NET_ADMIN). It needs no other capability: no raw socket, no privileged port.
+const MISSING_CAPABILITY: &str = "permission denied: driad-ingest needs CAP_NET_ADMIN (to create and configure the TUN); \
+     run it as root or grant it (systemd AmbientCapabilities=, setpriv --ambient-caps)";
+
 async fn watch(mut watcher: Watcher, tx: mpsc::Sender<Result<Joinfile, ReadError>>) {
     loop {
         let result = watcher.next_change().await;
@@ -161,6 +169,7 @@ impl Daemon {
                     Ok(request) => {
                         let answer = match request.command.as_str() {
                             "status" => self.status().await,
+                            "summary" => self.summary().await,
                             other => json!({ "error": format!("unknown command {other:?}") }),
                         };
                         request.respond(&answer).await;
@@ -224,10 +233,12 @@ impl Daemon {
         if self.manager.tunnels().next().is_none() {
             return;
         }
-        let Ok(status) = self.gateway.status().await else { return };
+        // Only the packet counters: the full status (every tunnel's (S,G)s, families, timers)
+        // four times a second would cost O(tunnels + (S,G)s) allocations each time.
+        let Ok(packets) = self.gateway.tunnel_packets().await else { return };
         let now = Instant::now();
-        for t in &status.gateway.tunnels {
-            self.manager.on_tunnel_packets(t.relay, t.counters.packets, now);
+        for (relay, packets) in packets {
+            self.manager.on_tunnel_packets(relay, packets, now);
         }
     }
 
@@ -243,6 +254,9 @@ impl Daemon {
                 if problems != self.joinfile.problems {
                     for p in &joinfile.problems {
                         warn!(joinfile = %path, line = p.line, text = %p.text, reason = %p.reason, "malformed joinfile line skipped");
+                    }
+                    if joinfile.more_problems > 0 {
+                        warn!(joinfile = %path, more = joinfile.more_problems, "more malformed joinfile lines skipped (not listed)");
                     }
                 }
                 if self.joinfile.missing || self.joinfile.last_error.is_some() {
@@ -278,6 +292,28 @@ impl Daemon {
                 self.joinfile.last_error = Some(text);
             }
         }
+    }
+
+    /// Counts only (no per-source or per-tunnel tables): cheap enough to poll while tens of
+    /// thousands of (S,G)s come and go (the scale benchmark does).
+    async fn summary(&self) -> Value {
+        let gateway = self.gateway.tunnel_packets().await.ok();
+        let summary = self.manager.summary();
+        json!({
+            "daemon": "driad-ingest",
+            "uptime_secs": self.started.elapsed().as_secs(),
+            "wanted_sgs": summary.wanted_sgs,
+            "sources": summary.sources,
+            "sources_attached": summary.sources_attached,
+            "tunnels": summary.tunnels,
+            "tunnels_connecting": summary.connecting,
+            "tunnels_established": summary.established,
+            "tunnels_failing": summary.failing,
+            "tunnel_sgs": summary.tunnel_sgs,
+            "gateway_tunnels": gateway.as_ref().map(Vec::len),
+            "data_packets": gateway.map(|g| g.iter().map(|(_, p)| p).sum::<u64>()),
+            "counters": self.manager.counters(),
+        })
     }
 
     async fn status(&self) -> Value {
@@ -317,7 +353,15 @@ impl Daemon {
                 "joined_sgs": g.gateway.joined_sgs,
                 "data_packets": g.gateway.counters.data_packets,
                 "data_drops": g.gateway.counters.data_drops.total(),
+                // By reason, for operators and the hostile-input scenarios: what was dropped
+                // and why (malformed, unknown-sender, bad-nonce, bad-query, not-from-relay...).
+                "data_drops_by_reason": g.gateway.counters.data_drops,
+                "control_drops": g.gateway.counters.control_drops,
+                "received": g.gateway.counters.received,
+                "tun_recreated": g.driver.tun_recreated,
                 "tun_written": g.driver.tun_written,
+                "tun_writes": g.driver.tun_writes,
+                "tun_coalesced": g.driver.tun_coalesced,
                 "tun_full": g.driver.tun_full,
                 "events_lost": g.driver.events_lost,
             })),

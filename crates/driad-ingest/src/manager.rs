@@ -182,6 +182,27 @@ pub struct ManagerStatus {
     pub counters: Counters,
 }
 
+/// Counts for the `summary` control command.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// (S,G)s in the joinfile.
+    pub wanted_sgs: usize,
+    /// Sources wanted.
+    pub sources: usize,
+    /// Sources joined on a tunnel.
+    pub sources_attached: usize,
+    /// Tunnels.
+    pub tunnels: usize,
+    /// Tunnels by phase.
+    pub connecting: usize,
+    /// See `connecting`.
+    pub established: usize,
+    /// See `connecting`.
+    pub failing: usize,
+    /// (S,G)s joined over all tunnels.
+    pub tunnel_sgs: usize,
+}
+
 /// The policy; see the module documentation. Drive it like [`DiscoveryState`]: after every
 /// input, drain [`poll_lookup`](Self::poll_lookup) and [`poll_command`](Self::poll_command),
 /// and call [`handle_timeout`](Self::handle_timeout) at [`poll_timeout`](Self::poll_timeout).
@@ -597,12 +618,7 @@ impl Manager {
         let Some(tunnel) = self.tunnels.get(&relay) else { return };
         self.counters.relay_failures += 1;
         let sources: BTreeSet<IpAddr> = tunnel.sgs.iter().map(|sg| sg.source).collect();
-        let status = self.discovery.status(now);
-        let alternative = status
-            .sources
-            .iter()
-            .filter(|s| sources.contains(&s.source))
-            .any(|s| s.candidates.iter().any(|c| c.addr != relay && !c.held_down));
+        let alternative = sources.iter().any(|s| self.discovery.has_alternative(*s, relay, now));
         if !alternative {
             let t = self.tunnels.get_mut(&relay);
             if let Some(t) = t {
@@ -628,6 +644,32 @@ impl Manager {
         );
         self.discovery.relay_failed(relay, reason, now);
         self.drain_discovery(now);
+    }
+
+    /// Counts of sources, tunnels by phase and joined (S,G)s: O(sources + tunnels), no
+    /// allocation per entry.
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary {
+            wanted_sgs: self.wanted.len(),
+            sources: self.sources.len(),
+            sources_attached: self.sources.values().filter(|e| e.attached.is_some()).count(),
+            tunnels: self.tunnels.len(),
+            ..Summary::default()
+        };
+        for t in self.tunnels.values() {
+            match t.phase {
+                TunnelPhase::Connecting => s.connecting += 1,
+                TunnelPhase::Established => s.established += 1,
+                TunnelPhase::Failing => s.failing += 1,
+            }
+            s.tunnel_sgs += t.sgs.len();
+        }
+        s
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// A snapshot for status.

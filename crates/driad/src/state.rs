@@ -1,7 +1,7 @@
 //! The sans-IO discovery policy: per source, which relay to use, when to ask DNS again, which
 //! relays are held down, and what changed.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -173,6 +173,13 @@ pub struct DiscoveryState {
     config: DiscoveryConfig,
     rng: SmallRng,
     sources: BTreeMap<IpAddr, Entry>,
+    /// The sources not in flight, by when their lookup is due: `None` (at once) sorts before
+    /// every deadline, then by `seq`. Kept in step with each entry's `due` and `in_flight`, so
+    /// [`poll_lookup`](Self::poll_lookup) and [`poll_timeout`](Self::poll_timeout) cost
+    /// O(log n) instead of a scan of every source.
+    queue: BTreeSet<(Option<Instant>, u64, IpAddr)>,
+    /// Lookups out.
+    in_flight: usize,
     held: BTreeMap<IpAddr, HoldDown>,
     events: VecDeque<Event>,
     next_seq: u64,
@@ -185,6 +192,8 @@ impl DiscoveryState {
             config,
             rng: SmallRng::seed_from_u64(seed),
             sources: BTreeMap::new(),
+            queue: BTreeSet::new(),
+            in_flight: 0,
             held: BTreeMap::new(),
             events: VecDeque::new(),
             next_seq: 0,
@@ -218,11 +227,28 @@ impl DiscoveryState {
                 last_error: None,
             },
         );
+        self.queue.insert((None, seq, source));
     }
 
     /// Stop discovering `source`; an answer still in flight for it is ignored.
     pub fn forget(&mut self, source: IpAddr) {
-        self.sources.remove(&source);
+        if let Some(entry) = self.sources.remove(&source) {
+            if entry.in_flight {
+                self.in_flight -= 1;
+            } else {
+                self.queue.remove(&(entry.due, entry.seq, source));
+            }
+        }
+    }
+
+    /// Sets when `source`'s next lookup is due, keeping the queue in step (the entry must not
+    /// be in flight).
+    fn set_due(&mut self, source: IpAddr, due: Option<Instant>) {
+        let Some(entry) = self.sources.get_mut(&source) else { return };
+        debug_assert!(!entry.in_flight);
+        self.queue.remove(&(entry.due, entry.seq, source));
+        entry.due = due;
+        self.queue.insert((due, entry.seq, source));
     }
 
     /// The sources wanted.
@@ -245,8 +271,16 @@ impl DiscoveryState {
         self.held.get(&relay).is_some_and(|h| h.until > now)
     }
 
+    /// Whether `source` has a candidate relay other than `relay` that is not held down at
+    /// `now` (O(candidates of that source)).
+    pub fn has_alternative(&self, source: IpAddr, relay: IpAddr, now: Instant) -> bool {
+        self.sources
+            .get(&source)
+            .is_some_and(|e| e.order.candidates().iter().any(|c| c.addr != relay && !self.is_held_down(c.addr, now)))
+    }
+
     fn in_flight(&self) -> usize {
-        self.sources.values().filter(|e| e.in_flight).count()
+        self.in_flight
     }
 
     /// The next source that needs a DNS lookup now, marked in flight: sources never looked up
@@ -256,13 +290,16 @@ impl DiscoveryState {
         if self.in_flight() >= self.config.max_in_flight {
             return None;
         }
-        let (source, entry) = self
-            .sources
-            .iter_mut()
-            .filter(|(_, e)| !e.in_flight && e.due.is_none_or(|d| d <= now))
-            .min_by_key(|(_, e)| (e.due, e.seq))?;
-        entry.in_flight = true;
-        Some(*source)
+        let &(due, seq, source) = self.queue.first()?;
+        if due.is_some_and(|d| d > now) {
+            return None;
+        }
+        self.queue.remove(&(due, seq, source));
+        if let Some(entry) = self.sources.get_mut(&source) {
+            entry.in_flight = true;
+            self.in_flight += 1;
+        }
+        Some(source)
     }
 
     /// The earliest deadline: a lookup falling due or a hold-down ending. Sources that are due
@@ -272,7 +309,8 @@ impl DiscoveryState {
         let lookups = if self.in_flight() >= self.config.max_in_flight {
             None // nothing can start before an answer comes back
         } else {
-            self.sources.values().filter(|e| !e.in_flight).filter_map(|e| e.due).min()
+            // The first deadline after the sources due at once (which poll_lookup hands out).
+            self.queue.iter().find_map(|(due, _, _)| *due)
         };
         let holds = self.held.values().map(|h| h.until).min();
         match (lookups, holds) {
@@ -308,6 +346,8 @@ impl DiscoveryState {
             return;
         }
         entry.in_flight = false;
+        self.in_flight -= 1;
+        self.queue.insert((entry.due, entry.seq, source));
         let answer = match result {
             Ok(answer) => answer,
             Err(error) => return self.on_error(source, error, now),
@@ -320,6 +360,7 @@ impl DiscoveryState {
             entry.phase = Phase::NoRelay;
             entry.order = RelayOrder::default();
             entry.settle(answer, until);
+            self.set_due(source, Some(until));
             if was != Phase::NoRelay || dropped.is_some() {
                 self.events.push_back(Event::NoRelay { source, until, dropped });
             }
@@ -332,6 +373,7 @@ impl DiscoveryState {
             entry.phase = Phase::NoRecords;
             entry.order = RelayOrder::default();
             entry.settle(answer, until);
+            self.set_due(source, Some(until));
             if was != Phase::NoRecords || dropped.is_some() {
                 self.events.push_back(Event::NoRecords { source, until, dropped });
             }
@@ -355,6 +397,7 @@ impl DiscoveryState {
                 entry.phase = Phase::Known;
                 entry.failures = 0;
                 entry.settle(answer, expires);
+                self.set_due(source, Some(expires));
                 match prev {
                     None => self.events.push_back(Event::Chosen { source, chosen: to }),
                     Some(p) if p != to => self.events.push_back(Event::RelayChanged { source, from: p.relay, to }),
@@ -378,8 +421,8 @@ impl DiscoveryState {
             return;
         };
         let retry_at = now + self.backoff(failures);
+        self.set_due(source, Some(retry_at));
         let Some(entry) = self.sources.get_mut(&source) else { return };
-        entry.due = Some(retry_at);
         entry.last_error = Some(error.to_string());
         if matches!(entry.phase, Phase::Resolving | Phase::Failed) {
             entry.phase = Phase::Failed;
@@ -399,8 +442,12 @@ impl DiscoveryState {
         let retry_at = now + self.backoff(failures);
         let Some(entry) = self.sources.get_mut(&source) else { return };
         entry.phase = Phase::Failed;
-        entry.due = Some(retry_at);
         entry.last_error = Some("every relay candidate is held down".into());
+        if entry.in_flight {
+            entry.due = Some(retry_at);
+        } else {
+            self.set_due(source, Some(retry_at));
+        }
         self.events.push_back(Event::Unreachable { source, retry_at, dropped });
     }
 
@@ -480,11 +527,11 @@ impl DiscoveryState {
 }
 
 impl Entry {
-    /// A good answer: kept until `until`, asked again then.
+    /// A good answer: kept until `until`, asked again then (the caller moves `due` there
+    /// with `set_due`).
     fn settle(&mut self, answer: Answer, until: Instant) {
         self.answer = Some(answer);
         self.expires = Some(until);
-        self.due = Some(until);
         self.failures = 0;
         self.last_error = None;
     }

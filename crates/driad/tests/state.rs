@@ -348,3 +348,47 @@ fn status_is_json() {
     assert_eq!(json["held_down"][0]["relay"], R2);
     assert_eq!(json["held_down"][0]["remaining"], 590.0);
 }
+
+/// 10,000 sources (issue 10's scale benchmark): lookups go out in the order the sources were
+/// wanted, never more than `max_in_flight` at once, answers reschedule them by their TTL, and
+/// forgetting sources in every state keeps the queue consistent. The queue makes each poll
+/// O(log n); with the old scan of every source this loop took seconds.
+#[test]
+fn ten_thousand_sources_are_looked_up_in_order_with_bounded_lookups() {
+    let mut s = state();
+    let t = Instant::now();
+    let sources: Vec<IpAddr> =
+        (0..10_000u32).map(|i| IpAddr::from(std::net::Ipv4Addr::from(0xc612_0000 + i))).collect();
+    for src in &sources {
+        s.want(*src);
+    }
+    let max = s.config().max_in_flight;
+    let mut next = 0;
+    let mut out = std::collections::VecDeque::new();
+    let started = std::time::Instant::now();
+    while next < sources.len() || !out.is_empty() {
+        while let Some(src) = s.poll_lookup(t) {
+            assert_eq!(src, sources[next], "in the order wanted");
+            next += 1;
+            out.push_back(src);
+            assert!(out.len() <= max, "at most {max} in flight");
+        }
+        let src = out.pop_front().expect("a lookup is out");
+        // Every tenth source gets a 60 s answer, the rest 30 s.
+        let ttl = if u32::from(src.to_string().parse::<std::net::Ipv4Addr>().unwrap()) % 10 == 0 { 60 } else { 30 };
+        s.on_answer(src, Ok(answer(&[(R1, 10, false)], ttl)), t);
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert_eq!(events(&mut s).len(), 10_000);
+    assert_eq!(s.poll_lookup(t + Duration::from_secs(29)), None);
+    assert_eq!(s.poll_timeout(), Some(t + Duration::from_secs(30)));
+    // Forget half (some in flight, some waiting): the rest stay consistent.
+    assert_eq!(s.poll_lookup(t + Duration::from_secs(30)), Some(sources[0]));
+    for src in sources.iter().step_by(2) {
+        s.forget(*src);
+    }
+    let due: Vec<IpAddr> = std::iter::from_fn(|| s.poll_lookup(t + Duration::from_secs(30))).collect();
+    assert_eq!(due.len(), max, "the in-flight count fell with the forgotten lookup");
+    assert_eq!(due[0], sources[1]);
+    assert!(due.iter().all(|d| !sources.iter().step_by(2).any(|f| f == d)));
+}

@@ -18,7 +18,7 @@ mod watch;
 mod write;
 
 pub use mcast_wire::{SourceGroup, SourceGroupError};
-pub use parse::{Joinfile, LineProblem, ParseOptions, format, parse};
+pub use parse::{Joinfile, LineProblem, MAX_PROBLEMS, ParseOptions, format, parse};
 pub use watch::{Watcher, WatcherOptions};
 pub use write::{Writer, write_atomic};
 
@@ -40,7 +40,12 @@ pub enum ReadError {
     /// The file is larger than the configured limit.
     TooLarge { size: u64, limit: u64 },
     /// The file is not empty but has no valid line at all: not a joinfile.
-    NoValidEntries { problems: Vec<LineProblem> },
+    NoValidEntries {
+        /// The first [`MAX_PROBLEMS`] malformed lines.
+        problems: Vec<LineProblem>,
+        /// How many more there were.
+        more: usize,
+    },
     /// Any other I/O error.
     Io(io::Error),
 }
@@ -53,8 +58,8 @@ impl std::fmt::Display for ReadError {
             ReadError::TooLarge { size, limit } => {
                 write!(f, "file is {size} bytes, larger than the {limit}-byte limit")
             }
-            ReadError::NoValidEntries { problems } => {
-                write!(f, "no valid line, {} malformed", problems.len())?;
+            ReadError::NoValidEntries { problems, more } => {
+                write!(f, "no valid line, {} malformed", problems.len() + more)?;
                 if let Some(first) = problems.first() {
                     write!(f, " (first: {first})")?;
                 }
@@ -92,7 +97,7 @@ pub fn read(path: &Path, options: &ParseOptions, max_bytes: u64) -> Result<Joinf
     let text = String::from_utf8_lossy(&bytes);
     let parsed = parse(&text, options);
     if parsed.entries.is_empty() && !parsed.problems.is_empty() {
-        return Err(ReadError::NoValidEntries { problems: parsed.problems });
+        return Err(ReadError::NoValidEntries { problems: parsed.problems, more: parsed.more_problems });
     }
     Ok(parsed)
 }

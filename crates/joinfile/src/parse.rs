@@ -30,13 +30,19 @@ impl fmt::Display for LineProblem {
     }
 }
 
+/// At most this many skipped lines are kept (and so logged) per read: a file of a million
+/// garbage lines next to one valid line must not make a reader hold or log a million reports.
+pub const MAX_PROBLEMS: usize = 100;
+
 /// A parsed joinfile: the valid (S,G)s with their population, and the skipped lines.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Joinfile {
     /// Valid entries, sorted. `None` means no population column (a population of 1).
     pub entries: BTreeMap<SourceGroup, Option<u32>>,
-    /// Lines that were skipped.
+    /// The first [`MAX_PROBLEMS`] lines that were skipped.
     pub problems: Vec<LineProblem>,
+    /// How many more lines were skipped beyond those in `problems`.
+    pub more_problems: usize,
 }
 
 impl Joinfile {
@@ -71,6 +77,7 @@ pub fn parse(text: &str, options: &ParseOptions) -> Joinfile {
                 let slot = out.entries.entry(sg).or_insert(population);
                 *slot = (*slot).max(population);
             }
+            Err(_) if out.problems.len() >= MAX_PROBLEMS => out.more_problems += 1,
             Err(reason) => out.problems.push(LineProblem { line: index + 1, text: shorten(raw), reason }),
         }
     }
@@ -185,6 +192,19 @@ mod tests {
         assert_eq!(text, "198.51.100.10,232.1.1.2,4\n198.51.100.11,232.1.1.1\n2001:db8::1,ff3e::1\n");
         assert_eq!(parse(&text, &WITH_POP), parsed);
         assert_eq!(format(&BTreeMap::new()), "");
+    }
+
+    #[test]
+    fn problems_are_bounded_and_counted() {
+        // 10 MB-style garbage: many more bad lines than are worth keeping, around a good one.
+        let mut text = "garbage\n".repeat(50_000);
+        text.push_str("198.51.100.10,232.1.1.1\n");
+        text.push_str(&"more,garbage\n".repeat(50_000));
+        let parsed = parse(&text, &PLAIN);
+        assert_eq!(parsed.entries.len(), 1);
+        assert_eq!(parsed.problems.len(), MAX_PROBLEMS);
+        assert_eq!(parsed.more_problems, 100_000 - MAX_PROBLEMS);
+        assert_eq!(parsed.problems.last().unwrap().line, MAX_PROBLEMS);
     }
 
     #[test]

@@ -26,11 +26,20 @@ pub struct WatcherOptions {
     /// Re-read this often even without an event: a safety net for inotify queue overflows and
     /// for directories that appear after start.
     pub rescan: Duration,
+    /// When a file that existed vanishes, read again after this long before reporting it
+    /// missing (an empty set): someone replacing it by removing it first (`rm` then a new file
+    /// or a directory) is not taken for "nothing wanted" in between.
+    pub missing_grace: Duration,
 }
 
 impl Default for WatcherOptions {
     fn default() -> Self {
-        WatcherOptions { parse: ParseOptions::default(), max_bytes: DEFAULT_MAX_BYTES, rescan: Duration::from_secs(30) }
+        WatcherOptions {
+            parse: ParseOptions::default(),
+            max_bytes: DEFAULT_MAX_BYTES,
+            rescan: Duration::from_secs(30),
+            missing_grace: Duration::from_millis(100),
+        }
     }
 }
 
@@ -41,6 +50,8 @@ pub struct Watcher {
     name: OsString,
     options: WatcherOptions,
     stream: Option<EventStream<Vec<u8>>>,
+    /// The file existed at the last read of `next_change`.
+    existed: bool,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -59,7 +70,8 @@ impl Watcher {
             _ => PathBuf::from("."),
         };
         let name = path.file_name().map(OsString::from).unwrap_or_default();
-        let mut watcher = Watcher { path, dir, name, options, stream: None };
+        let existed = path.exists();
+        let mut watcher = Watcher { path, dir, name, options, stream: None, existed };
         watcher.ensure_watch();
         watcher
     }
@@ -142,7 +154,22 @@ impl Watcher {
                 () = &mut rescan => break,
             }
         }
-        // Coalesce whatever else is already queued.
+        self.coalesce();
+        let mut result = self.read();
+        if matches!(result, Err(ReadError::Missing)) && self.existed && !self.options.missing_grace.is_zero() {
+            tokio::time::sleep(self.options.missing_grace).await;
+            self.coalesce();
+            result = self.read();
+            if matches!(result, Err(ReadError::Missing)) {
+                debug!(path = %self.path.display(), "joinfile removed");
+            }
+        }
+        self.existed = !matches!(result, Err(ReadError::Missing));
+        result
+    }
+
+    /// Takes whatever events are already queued (one read covers them all).
+    fn coalesce(&mut self) {
         while let Some(stream) = self.stream.as_mut() {
             match stream.next().now_or_never() {
                 Some(Some(Ok(event))) => {
@@ -152,7 +179,6 @@ impl Watcher {
                 None => break,
             }
         }
-        self.read()
     }
 }
 
@@ -212,6 +238,26 @@ mod tests {
         assert!(matches!(result, Err(ReadError::Missing)));
         std::fs::create_dir(&path).unwrap();
         assert!(matches!(watcher.read(), Err(ReadError::NotAFile)));
+    }
+
+    #[tokio::test]
+    async fn a_file_replaced_by_removing_it_first_is_not_reported_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sgs");
+        std::fs::write(&path, "198.51.100.10,232.1.1.1\n").unwrap();
+        let mut watcher = Watcher::new(&path, options());
+        // `rm j.sgs && mkdir j.sgs`: the reader sees a directory (rejected as a whole, the
+        // current set kept), never an empty set in between.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let result = tokio::time::timeout(Duration::from_secs(5), watcher.next_change()).await.unwrap();
+        assert!(matches!(result, Err(ReadError::NotAFile)), "{result:?}");
+        // A real removal is still reported, after the grace.
+        std::fs::remove_dir(&path).unwrap();
+        let started = Instant::now();
+        let result = tokio::time::timeout(Duration::from_secs(5), watcher.next_change()).await.unwrap();
+        assert!(matches!(result, Err(ReadError::Missing)));
+        assert!(started.elapsed() >= Duration::from_millis(100));
     }
 
     #[tokio::test]

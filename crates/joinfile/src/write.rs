@@ -55,6 +55,17 @@ pub struct Writer {
     /// What the file holds now, as far as we know: the last content we wrote, or what we found
     /// at start.
     current: Option<String>,
+    /// The file as we last saw it holding `current` (device, inode, size, mtime, ctime): when
+    /// it still looks like that, [`Writer::repair`] needs no read.
+    stamp: Option<Stamp>,
+}
+
+type Stamp = (u64, u64, u64, i64, i64, i64, i64);
+
+fn stamp_of(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::symlink_metadata(path).ok().filter(fs::Metadata::is_file)?;
+    Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()))
 }
 
 impl Writer {
@@ -63,7 +74,8 @@ impl Writer {
     pub fn new(path: impl Into<PathBuf>, mode: u32) -> Writer {
         let path = path.into();
         let current = fs::read_to_string(&path).ok();
-        Writer { path, mode, current }
+        let stamp = current.as_ref().and_then(|_| stamp_of(&path));
+        Writer { path, mode, current, stamp }
     }
 
     /// The path written.
@@ -83,6 +95,27 @@ impl Writer {
         }
         write_atomic(&self.path, text.as_bytes(), self.mode)?;
         self.current = Some(text);
+        self.stamp = stamp_of(&self.path);
+        Ok(true)
+    }
+
+    /// Puts back what was last written if the file no longer holds it: someone truncated it,
+    /// wrote over it, replaced it with garbage or removed it (a reader such as driad-ingest
+    /// would otherwise act on that until the set changes). One `stat` when nothing changed.
+    /// Returns whether it rewrote the file; an error (the path is now a directory, the disk is
+    /// full) leaves things as they are, for the next call to try again.
+    pub fn repair(&mut self) -> io::Result<bool> {
+        let Some(text) = &self.current else { return Ok(false) };
+        let stamp = stamp_of(&self.path);
+        if stamp.is_some() && stamp == self.stamp {
+            return Ok(false);
+        }
+        if stamp.is_some() && fs::read(&self.path).is_ok_and(|bytes| bytes == text.as_bytes()) {
+            self.stamp = stamp;
+            return Ok(false);
+        }
+        write_atomic(&self.path, text.as_bytes(), self.mode)?;
+        self.stamp = stamp_of(&self.path);
         Ok(true)
     }
 
@@ -127,6 +160,52 @@ mod tests {
         assert!(!again.write_sgs_if_changed([sg("198.51.100.10,232.1.1.1")]).unwrap());
         assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), before);
         assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
+    }
+
+    #[test]
+    fn repair_puts_back_what_was_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sgs");
+        let mut writer = Writer::new(&path, 0o640);
+        assert!(!writer.repair().unwrap(), "nothing written yet: nothing to repair");
+        writer.write_sgs_if_changed([sg("198.51.100.10,232.1.1.1")]).unwrap();
+        assert!(!writer.repair().unwrap(), "intact");
+        let good = fs::read_to_string(&path).unwrap();
+        // Truncated in place, to nothing and to half a line.
+        for damage in ["", "198.51.100.1"] {
+            fs::write(&path, damage).unwrap();
+            assert!(writer.repair().unwrap());
+            assert_eq!(fs::read_to_string(&path).unwrap(), good);
+        }
+        // Garbage (10 MB), removed, replaced by a directory (not repairable until it goes).
+        fs::write(&path, vec![b'x'; 10 << 20]).unwrap();
+        assert!(writer.repair().unwrap());
+        fs::remove_file(&path).unwrap();
+        assert!(writer.repair().unwrap());
+        fs::remove_file(&path).unwrap();
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("x"), "x").unwrap();
+        assert!(writer.repair().is_err());
+        fs::remove_dir_all(&path).unwrap();
+        assert!(writer.repair().unwrap());
+        assert_eq!(fs::read_to_string(&path).unwrap(), good);
+        // Rewritten with the same content by someone else: nothing to do.
+        fs::write(&path, &good).unwrap();
+        assert!(!writer.repair().unwrap());
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["j.sgs"]);
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
+    }
+
+    #[test]
+    fn a_restarted_writer_repairs_what_it_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sgs");
+        Writer::new(&path, 0o644).write_sgs_if_changed([sg("198.51.100.10,232.1.1.1")]).unwrap();
+        let mut again = Writer::new(&path, 0o644);
+        fs::write(&path, "").unwrap();
+        assert!(again.repair().unwrap());
+        assert_eq!(fs::read_to_string(&path).unwrap(), "198.51.100.10,232.1.1.1\n");
     }
 
     #[test]

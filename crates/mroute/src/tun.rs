@@ -125,14 +125,27 @@ impl Tun {
     /// with `%d` lets the kernel pick a number. Needs `CAP_NET_ADMIN` unless the persistent
     /// device is owned by the caller.
     pub fn create_or_attach(name: &str) -> io::Result<Tun> {
+        Tun::create_or_attach_with(name, false)
+    }
+
+    /// [`create_or_attach`](Self::create_or_attach), with `vnet_hdr` adding `IFF_VNET_HDR`:
+    /// every packet written (and read) then starts with a 10-byte `struct virtio_net_hdr`,
+    /// through which a writer can hand the kernel one UDP "super-packet" that it segments
+    /// into many datagrams (`VIRTIO_NET_HDR_GSO_UDP_L4`, Linux 6.2+), the way GRO would have
+    /// coalesced them. A header of all zeroes means an ordinary packet.
+    pub fn create_or_attach_with(name: &str, vnet_hdr: bool) -> io::Result<Tun> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .custom_flags(libc::O_CLOEXEC)
             .open("/dev/net/tun")
             .map_err(|e| io::Error::new(e.kind(), format!("/dev/net/tun: {e}")))?;
-        let mut req =
-            IfReqFlags { name: ifname(name)?, flags: (libc::IFF_TUN | libc::IFF_NO_PI) as c_short, _pad: [0; 22] };
+        let vnet = if vnet_hdr { libc::IFF_VNET_HDR } else { 0 };
+        let mut req = IfReqFlags {
+            name: ifname(name)?,
+            flags: (libc::IFF_TUN | libc::IFF_NO_PI | vnet) as c_short,
+            _pad: [0; 22],
+        };
         ffi::ioctl_inout(file.as_fd(), libc::TUNSETIFF as c_ulong, &mut req)
             .map_err(|e| io::Error::new(e.kind(), format!("TUNSETIFF {name}: {e}")))?;
         let name = name_from(&req.name);

@@ -47,6 +47,10 @@ struct Daemon {
     forwarding: BTreeMap<Family, Forwarding>,
     writer: Writer,
     joinfile_dirty: bool,
+    /// The last joinfile write error (logged once), until a write succeeds.
+    joinfile_error: Option<String>,
+    /// Failed joinfile writes since the last good one.
+    joinfile_failures: u64,
     started: Instant,
 }
 
@@ -84,8 +88,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if !args.no_forwarding {
         let native = args.native_interface.clone().unwrap_or_default();
         for &family in &families {
-            let router = Router::open(mroute_family(family), args.mroute_table)
-                .with_context(|| format!("opening the kernel multicast routing table ({family:?})"))?;
+            let router = Router::open(mroute_family(family), args.mroute_table).map_err(|e| {
+                let denied = permission_denied(&e);
+                let e =
+                    anyhow::Error::new(e).context(format!("opening the kernel multicast routing table ({family:?})"));
+                if denied { e.context(missing_capability(args.mroute_table.is_some())) } else { e }
+            })?;
             let mut state = ForwardingState::new(mroute_family(family));
             state.manage_interface(native.clone());
             for name in &args.interfaces {
@@ -114,10 +122,29 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         forwarding,
         writer,
         joinfile_dirty: false,
+        joinfile_error: None,
+        joinfile_failures: 0,
         started: Instant::now(),
     };
     daemon.start().await;
     daemon.serve(control, signals).await
+}
+
+/// Whether an error, or one it wraps, is EPERM/EACCES: a capability the kernel wanted.
+fn permission_denied(e: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |e| e.source())
+        .any(|e| e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied))
+}
+
+/// What to tell an operator whose pimwatch lacks a capability: the raw IGMP socket that
+/// becomes the multicast routing socket (MRT_INIT) and the raw PIM sockets need CAP_NET_RAW;
+/// the socket that did MRT_INIT then programs VIFs and MFC entries without CAP_NET_ADMIN, which
+/// only MRT_TABLE (`--mroute-table`, set before MRT_INIT) needs.
+fn missing_capability(mroute_table: bool) -> String {
+    let caps = if mroute_table { "CAP_NET_RAW and CAP_NET_ADMIN (for --mroute-table)" } else { "CAP_NET_RAW" };
+    format!(
+        "permission denied: pimwatch needs {caps}; run it as root or grant them (systemd AmbientCapabilities=, setpriv --ambient-caps)"
+    )
 }
 
 fn range_family(range: &GroupRange) -> Family {
@@ -465,19 +492,47 @@ impl Daemon {
         match self.writer.write_sgs_if_changed(self.engine.joined()) {
             Ok(written) => {
                 self.joinfile_dirty = false;
+                self.joinfile_written();
                 if written {
                     debug!(joinfile = %self.args.joinfile().display(), sgs = self.engine.joined().count(), "joinfile written");
                 }
             }
-            Err(e) => {
-                error!(joinfile = %self.args.joinfile().display(), error = %e, "cannot write the joinfile; will retry")
-            }
+            Err(e) => self.joinfile_failed(&e),
         }
+    }
+
+    /// A write failed (disk full, the path is a directory...): the old file stays as it was
+    /// (atomic replace), the next retry tick tries again. Logged once per distinct error.
+    fn joinfile_failed(&mut self, e: &std::io::Error) {
+        let text = e.to_string();
+        if self.joinfile_error.as_deref() != Some(text.as_str()) {
+            error!(joinfile = %self.args.joinfile().display(), error = %text, "cannot write the joinfile; the previous one stays, retrying every second");
+        }
+        self.joinfile_error = Some(text);
+        self.joinfile_failures += 1;
+    }
+
+    fn joinfile_written(&mut self) {
+        if self.joinfile_error.take().is_some() {
+            info!(joinfile = %self.args.joinfile().display(), failed_attempts = self.joinfile_failures, "joinfile written again");
+        }
+        self.joinfile_failures = 0;
     }
 
     fn retry(&mut self) {
         if self.joinfile_dirty {
             self.write_joinfile();
+        } else {
+            // Someone else truncated, overwrote or removed the joinfile: put it back, so its
+            // readers do not act on it until the next change of the joined set.
+            match self.writer.repair() {
+                Ok(true) => {
+                    warn!(joinfile = %self.args.joinfile().display(), "the joinfile was changed by someone else; rewritten");
+                    self.joinfile_written();
+                }
+                Ok(false) => {}
+                Err(e) => self.joinfile_failed(&e),
+            }
         }
         if self.forwarding.values().any(|f| !f.state.is_converged()) {
             self.apply_forwarding();
@@ -525,6 +580,7 @@ impl Daemon {
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_secs": self.started.elapsed().as_secs(),
             "joinfile": PathBuf::from(self.args.joinfile()),
+            "joinfile_error": self.joinfile_error,
             "native_interface": native,
             "forwarding_enabled": !self.args.no_forwarding,
             "pim": self.engine.status(now),
@@ -538,5 +594,21 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_capability_is_named() {
+        let io = std::io::Error::from_raw_os_error(1); // EPERM
+        assert!(permission_denied(&io));
+        let wrapped = anyhow::Error::new(io).context("opening the kernel multicast routing table (Ipv4)");
+        assert!(permission_denied(wrapped.as_ref()));
+        assert!(!permission_denied(&std::io::Error::from_raw_os_error(98))); // EADDRINUSE
+        assert!(missing_capability(false).contains("pimwatch needs CAP_NET_RAW;"));
+        assert!(missing_capability(true).contains("CAP_NET_ADMIN (for --mroute-table)"));
     }
 }
