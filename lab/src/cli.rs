@@ -11,6 +11,7 @@ use crate::dns::{self, DnsServerArgs};
 use crate::dorms::{self, DormsServerArgs};
 use crate::down::{self, DownOptions};
 use crate::flood::{self, FloodArgs};
+use crate::httpget::{self, HttpGetArgs};
 use crate::pimstub::{self, PimHelloArgs};
 use crate::runner::{self, RunOptions};
 use crate::scenario;
@@ -118,6 +119,8 @@ pub enum Cmd {
     Flood(FloodArgs),
     /// Watch a joinfile and fail if it is ever seen missing, empty or half-written.
     WatchFile(WatchFileArgs),
+    /// HTTP GET a URL and print the body (e.g. a daemon's /metrics); exit 1 unless 200.
+    HttpGet(HttpGetArgs),
 }
 
 fn parse_kv(s: &str) -> std::result::Result<(String, String), String> {
@@ -254,6 +257,10 @@ pub fn main_with(cli: Cli) -> Result<ExitCode> {
         Cmd::WatchFile(args) => {
             let summary = watchfile::run(&args)?;
             Ok(if summary.violations == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Cmd::HttpGet(args) => {
+            print!("{}", httpget::get(&args)?);
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod dorms;
 pub mod down;
 pub mod flood;
 pub mod frr;
+pub mod httpget;
 pub mod lab;
 pub mod netns;
 pub mod pimstub;

@@ -11,6 +11,16 @@
 
 let
   cfg = config.services.amt-relay;
+
+  settingsFormat = pkgs.formats.toml { };
+  # The file given with --config: the operator's, else one generated from `settings`, else none.
+  configFile =
+    if cfg.configFile != null then
+      cfg.configFile
+    else if cfg.settings != { } then
+      settingsFormat.generate "amt-relay.toml" cfg.settings
+    else
+      null;
   common = config.services.multicast-ingest;
 
   opt = flag: value: lib.optionals (value != null) [
@@ -44,12 +54,13 @@ let
     ++ opt "--receive-buffer" cfg.receiveBuffer
     ++ lib.optional (!cfg.gso) "--no-gso"
     ++ lib.optional (!cfg.rxRing) "--no-rx-ring"
+    ++ opt "--log-level" cfg.logLevel
     ++ [
-      "--log-level"
-      cfg.logLevel
       "--log-format"
       cfg.logFormat
     ]
+    ++ opt "--metrics-listen" cfg.metricsListen
+    ++ opt "--config" configFile
     ++ cfg.extraArgs;
 
   duration = lib.types.strMatching "[0-9]+ ?[a-z]+( ?[0-9]+ ?[a-z]+)*";
@@ -199,9 +210,13 @@ in
     };
 
     logLevel = lib.mkOption {
-      type = lib.types.str;
+      type = lib.types.nullOr lib.types.str;
       default = "info";
-      description = "Log filter (RUST_LOG syntax).";
+      description = ''
+        Log filter (RUST_LOG syntax). `null`: the `log-level` of the configuration file
+        ({option}`services.amt-relay.configFile`), which `systemctl reload amt-relay` applies, else
+        the daemon's default (info).
+      '';
     };
 
     logFormat = lib.mkOption {
@@ -219,6 +234,47 @@ in
       description = "Whether to open {option}`services.amt-relay.port` (UDP) in the firewall.";
     };
 
+    metricsListen = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      example = "127.0.0.1:9104";
+      description = ''
+        Address and port (`ADDR:PORT`, `[IPv6]:PORT`) of the OpenMetrics endpoint (`GET /metrics`;
+        every metric is prefixed `amt_relay_`). `null`: no endpoint. It has no authentication:
+        listen on a loopback or management address.
+      '';
+    };
+
+    settings = lib.mkOption {
+      type = settingsFormat.type;
+      default = { };
+      example = lib.literalExpression ''
+        {
+          query-interval = "60s";
+          max-replies-per-sec = 5000;
+        }
+      '';
+      description = ''
+        Further settings, written to a TOML file passed with `--config`. The keys are amt-relay's
+        long flags without the leading dashes (`amt-relay --help`), arrays for flags that may be
+        repeated, `true` for switches. A key amt-relay does not know stops it at start, naming the
+        key and its line. The options of this module that are set (not `null`, not empty) are passed
+        as flags and win over the file.
+      '';
+    };
+
+    configFile = lib.mkOption {
+      type = lib.types.nullOr lib.types.path;
+      default = null;
+      example = "/etc/multicast-ingest/amt-relay.toml";
+      description = ''
+        A TOML configuration file for `--config`, instead of one generated from
+        {option}`services.amt-relay.settings`. A file outside the Nix store is read again on
+        `systemctl reload amt-relay` (SIGHUP), which applies the settings that can change at run
+        time; the daemon's user must be able to read it.
+      '';
+    };
+
     extraArgs = lib.mkOption {
       type = lib.types.listOf lib.types.str;
       default = [ ];
@@ -228,6 +284,10 @@ in
 
   config = lib.mkIf cfg.enable {
     assertions = [
+      {
+        assertion = cfg.configFile == null || cfg.settings == { };
+        message = "services.amt-relay: set settings or configFile, not both.";
+      }
       {
         assertion = lib.all (d: lib.elem d (cfg.discoveryAddresses ++ cfg.relayAddresses)) (
           lib.attrNames cfg.advertise

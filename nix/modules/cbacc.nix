@@ -11,6 +11,16 @@
 
 let
   cfg = config.services.cbacc;
+
+  settingsFormat = pkgs.formats.toml { };
+  # The file given with --config: the operator's, else one generated from `settings`, else none.
+  configFile =
+    if cfg.configFile != null then
+      cfg.configFile
+    else if cfg.settings != { } then
+      settingsFormat.generate "cbacc.toml" cfg.settings
+    else
+      null;
   common = config.services.multicast-ingest;
   pimwatch = config.services.pimwatch or { enable = false; };
 
@@ -30,9 +40,8 @@ let
     (toString cfg.outputFile)
     "--output-mode"
     cfg.outputMode
-    "--bandwidth"
-    cfg.bandwidth
   ]
+  ++ opt "--bandwidth" cfg.bandwidth
   ++ opt "--default" cfg.defaultRate
   ++ opt "--hold-down" cfg.holdDown
   ++ opt "--hold-down-jitter" cfg.holdDownJitter
@@ -45,12 +54,13 @@ let
   ++ opt "--http-timeout" cfg.httpTimeout
   ++ opt "--connect-timeout" cfg.connectTimeout
   ++ opt "--ignore-time" cfg.ignoreTime
+  ++ opt "--log-level" cfg.logLevel
   ++ [
-    "--log-level"
-    cfg.logLevel
     "--log-format"
     cfg.logFormat
   ]
+  ++ opt "--metrics-listen" cfg.metricsListen
+  ++ opt "--config" configFile
   ++ cfg.extraArgs;
 
   duration = lib.types.strMatching "[0-9]+ ?[a-z]+( ?[0-9]+ ?[a-z]+)*";
@@ -87,12 +97,16 @@ in
     };
 
     bandwidth = lib.mkOption {
-      type = rate;
+      type = lib.types.nullOr rate;
+      default = null;
       example = "50Mbit/s";
       description = ''
         The cap on the sum of the admitted flows' advertised rates, with a unit: `50Mbit/s`,
         `800kbit/s`, `1.5Gbit/s`, or binary prefixes (`50Mibit/s`; the original cbacc's
-        `--bandwidth 50` meant that).
+        `--bandwidth 50` meant that). `null`: the `bandwidth` of
+        {option}`services.cbacc.settings` or {option}`services.cbacc.configFile` (a cap
+        in a configuration file outside the Nix store can be changed with
+        `systemctl reload cbacc`).
       '';
     };
 
@@ -188,9 +202,13 @@ in
     };
 
     logLevel = lib.mkOption {
-      type = lib.types.str;
+      type = lib.types.nullOr lib.types.str;
       default = "info";
-      description = "Log filter (RUST_LOG syntax).";
+      description = ''
+        Log filter (RUST_LOG syntax). `null`: the `log-level` of the configuration file
+        ({option}`services.cbacc.configFile`), which `systemctl reload cbacc` applies, else the
+        daemon's default (info).
+      '';
     };
 
     logFormat = lib.mkOption {
@@ -202,6 +220,47 @@ in
       description = "Log line format.";
     };
 
+    metricsListen = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      example = "127.0.0.1:9102";
+      description = ''
+        Address and port (`ADDR:PORT`, `[IPv6]:PORT`) of the OpenMetrics endpoint (`GET /metrics`;
+        every metric is prefixed `cbacc_`). `null`: no endpoint. It has no authentication: listen on
+        a loopback or management address.
+      '';
+    };
+
+    settings = lib.mkOption {
+      type = settingsFormat.type;
+      default = { };
+      example = lib.literalExpression ''
+        {
+          refresh = "10m";
+          max-lookups = 32;
+        }
+      '';
+      description = ''
+        Further settings, written to a TOML file passed with `--config`. The keys are cbacc's long
+        flags without the leading dashes (`cbacc --help`), arrays for flags that may be repeated,
+        `true` for switches. A key cbacc does not know stops it at start, naming the key and its
+        line. The options of this module that are set (not `null`, not empty) are passed as flags
+        and win over the file.
+      '';
+    };
+
+    configFile = lib.mkOption {
+      type = lib.types.nullOr lib.types.path;
+      default = null;
+      example = "/etc/multicast-ingest/cbacc.toml";
+      description = ''
+        A TOML configuration file for `--config`, instead of one generated from
+        {option}`services.cbacc.settings`. A file outside the Nix store is read again on `systemctl
+        reload cbacc` (SIGHUP), which applies the settings that can change at run time; the daemon's
+        user must be able to read it.
+      '';
+    };
+
     extraArgs = lib.mkOption {
       type = lib.types.listOf lib.types.str;
       default = [ ];
@@ -211,6 +270,14 @@ in
 
   config = lib.mkIf cfg.enable {
     assertions = [
+      {
+        assertion = cfg.configFile == null || cfg.settings == { };
+        message = "services.cbacc: set settings or configFile, not both.";
+      }
+      {
+        assertion = cfg.bandwidth != null || cfg.configFile != null || cfg.settings ? bandwidth;
+        message = "services.cbacc.bandwidth is required (or `bandwidth` in services.cbacc.settings or services.cbacc.configFile).";
+      }
       {
         assertion = toString cfg.inputFile != toString cfg.outputFile;
         message = "services.cbacc.inputFile and services.cbacc.outputFile must differ.";

@@ -3,6 +3,7 @@
 {
   config,
   lib,
+  pkgs,
   ...
 }:
 
@@ -44,6 +45,14 @@ in
       readOnly = true;
       description = "The systemd hardening every multicast-ingest daemon's service starts from.";
       default = {
+        # The daemons tell systemd when they are ready (READY=1, once their sockets are open)
+        # and stopping, and ping the watchdog from their event loop.
+        Type = "notify";
+        WatchdogSec = 30;
+        # SIGHUP re-reads the --config file and applies what can change at run time.
+        ExecReload = "${pkgs.coreutils}/bin/kill -HUP $MAINPID";
+        # Exit status 2 is a configuration error: restarting will not fix it.
+        RestartPreventExitStatus = 2;
         DynamicUser = true;
         # No capabilities unless a daemon's module grants some (it replaces this).
         CapabilityBoundingSet = "";

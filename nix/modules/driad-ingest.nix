@@ -11,6 +11,16 @@
 
 let
   cfg = config.services.driad-ingest;
+
+  settingsFormat = pkgs.formats.toml { };
+  # The file given with --config: the operator's, else one generated from `settings`, else none.
+  configFile =
+    if cfg.configFile != null then
+      cfg.configFile
+    else if cfg.settings != { } then
+      settingsFormat.generate "driad-ingest.toml" cfg.settings
+    else
+      null;
   common = config.services.multicast-ingest;
   pimwatch = config.services.pimwatch or { enable = false; };
   cbacc = config.services.cbacc or { enable = false; };
@@ -36,12 +46,13 @@ let
   ++ opt "--no-traffic-timeout" cfg.noTrafficTimeout
   ++ opt "--max-tunnels" cfg.maxTunnels
   ++ opt "--tun-mtu" cfg.tunMtu
+  ++ opt "--log-level" cfg.logLevel
   ++ [
-    "--log-level"
-    cfg.logLevel
     "--log-format"
     cfg.logFormat
   ]
+  ++ opt "--metrics-listen" cfg.metricsListen
+  ++ opt "--config" configFile
   ++ cfg.extraArgs;
 
   duration = lib.types.strMatching "[0-9]+ ?[a-z]+( ?[0-9]+ ?[a-z]+)*";
@@ -138,9 +149,13 @@ in
     };
 
     logLevel = lib.mkOption {
-      type = lib.types.str;
+      type = lib.types.nullOr lib.types.str;
       default = "info";
-      description = "Log filter (RUST_LOG syntax).";
+      description = ''
+        Log filter (RUST_LOG syntax). `null`: the `log-level` of the configuration file
+        ({option}`services.driad-ingest.configFile`), which `systemctl reload driad-ingest` applies,
+        else the daemon's default (info).
+      '';
     };
 
     logFormat = lib.mkOption {
@@ -152,6 +167,47 @@ in
       description = "Log line format.";
     };
 
+    metricsListen = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      example = "127.0.0.1:9103";
+      description = ''
+        Address and port (`ADDR:PORT`, `[IPv6]:PORT`) of the OpenMetrics endpoint (`GET /metrics`;
+        every metric is prefixed `driad_ingest_`). `null`: no endpoint. It has no authentication:
+        listen on a loopback or management address.
+      '';
+    };
+
+    settings = lib.mkOption {
+      type = settingsFormat.type;
+      default = { };
+      example = lib.literalExpression ''
+        {
+          hold-down = "5m";
+          max-tunnels = 100;
+        }
+      '';
+      description = ''
+        Further settings, written to a TOML file passed with `--config`. The keys are driad-ingest's
+        long flags without the leading dashes (`driad-ingest --help`), arrays for flags that may be
+        repeated, `true` for switches. A key driad-ingest does not know stops it at start, naming
+        the key and its line. The options of this module that are set (not `null`, not empty) are
+        passed as flags and win over the file.
+      '';
+    };
+
+    configFile = lib.mkOption {
+      type = lib.types.nullOr lib.types.path;
+      default = null;
+      example = "/etc/multicast-ingest/driad-ingest.toml";
+      description = ''
+        A TOML configuration file for `--config`, instead of one generated from
+        {option}`services.driad-ingest.settings`. A file outside the Nix store is read again on
+        `systemctl reload driad-ingest` (SIGHUP), which applies the settings that can change at run
+        time; the daemon's user must be able to read it.
+      '';
+    };
+
     extraArgs = lib.mkOption {
       type = lib.types.listOf lib.types.str;
       default = [ ];
@@ -161,6 +217,10 @@ in
 
   config = lib.mkIf cfg.enable {
     assertions = [
+      {
+        assertion = cfg.configFile == null || cfg.settings == { };
+        message = "services.driad-ingest: set settings or configFile, not both.";
+      }
       {
         assertion = cbacc.enable -> toString cfg.joinfile == toString cbacc.outputFile;
         message = ''

@@ -11,6 +11,16 @@
 
 let
   cfg = config.services.pimwatch;
+
+  settingsFormat = pkgs.formats.toml { };
+  # The file given with --config: the operator's, else one generated from `settings`, else none.
+  configFile =
+    if cfg.configFile != null then
+      cfg.configFile
+    else if cfg.settings != { } then
+      settingsFormat.generate "pimwatch.toml" cfg.settings
+    else
+      null;
   common = config.services.multicast-ingest;
 
   opt = flag: value: lib.optionals (value != null) [
@@ -43,12 +53,13 @@ let
     ++ opt "--dr-priority" cfg.drPriority
     ++ opt "--restore-holdtime" cfg.restoreHoldtime
     ++ opt "--max-sgs" cfg.maxSgs
+    ++ opt "--log-level" cfg.logLevel
     ++ [
-      "--log-level"
-      cfg.logLevel
       "--log-format"
       cfg.logFormat
     ]
+    ++ opt "--metrics-listen" cfg.metricsListen
+    ++ opt "--config" configFile
     ++ cfg.extraArgs;
 
   # A duration as the daemons parse it (humantime): "30s", "100ms", "3m 30s".
@@ -181,10 +192,14 @@ in
     };
 
     logLevel = lib.mkOption {
-      type = lib.types.str;
+      type = lib.types.nullOr lib.types.str;
       default = "info";
       example = "info,mcast_pim=debug";
-      description = "Log filter (RUST_LOG syntax).";
+      description = ''
+        Log filter (RUST_LOG syntax). `null`: the `log-level` of the configuration file
+        ({option}`services.pimwatch.configFile`), which `systemctl reload pimwatch` applies, else
+        the daemon's default (info).
+      '';
     };
 
     logFormat = lib.mkOption {
@@ -205,6 +220,47 @@ in
       '';
     };
 
+    metricsListen = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      example = "127.0.0.1:9101";
+      description = ''
+        Address and port (`ADDR:PORT`, `[IPv6]:PORT`) of the OpenMetrics endpoint (`GET /metrics`;
+        every metric is prefixed `pimwatch_`). `null`: no endpoint. It has no authentication: listen
+        on a loopback or management address.
+      '';
+    };
+
+    settings = lib.mkOption {
+      type = settingsFormat.type;
+      default = { };
+      example = lib.literalExpression ''
+        {
+          hello-period = "10s";
+          ssm-range = [ "232.0.0.0/7" ];
+        }
+      '';
+      description = ''
+        Further settings, written to a TOML file passed with `--config`. The keys are pimwatch's
+        long flags without the leading dashes (`pimwatch --help`), arrays for flags that may be
+        repeated, `true` for switches. A key pimwatch does not know stops it at start, naming the
+        key and its line. The options of this module that are set (not `null`, not empty) are passed
+        as flags and win over the file.
+      '';
+    };
+
+    configFile = lib.mkOption {
+      type = lib.types.nullOr lib.types.path;
+      default = null;
+      example = "/etc/multicast-ingest/pimwatch.toml";
+      description = ''
+        A TOML configuration file for `--config`, instead of one generated from
+        {option}`services.pimwatch.settings`. A file outside the Nix store is read again on
+        `systemctl reload pimwatch` (SIGHUP), which applies the settings that can change at run
+        time; the daemon's user must be able to read it.
+      '';
+    };
+
     extraArgs = lib.mkOption {
       type = lib.types.listOf lib.types.str;
       default = [ ];
@@ -218,6 +274,10 @@ in
 
   config = lib.mkIf cfg.enable {
     assertions = [
+      {
+        assertion = cfg.configFile == null || cfg.settings == { };
+        message = "services.pimwatch: set settings or configFile, not both.";
+      }
       {
         assertion = cfg.forwarding -> cfg.nativeInterface != null;
         message = "services.pimwatch.nativeInterface is required unless services.pimwatch.forwarding is off.";

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use mcast_daemon::LogArgs;
+use mcast_daemon::cli::ToolCommand;
+use mcast_daemon::{ConfigArgs, LogArgs};
 
 /// AMT relay (RFC 7450).
 ///
@@ -15,7 +16,12 @@ use mcast_daemon::LogArgs;
 /// and sends every packet of it, encapsulated in AMT Multicast Data, to every subscribed
 /// gateway, until the last one leaves.
 #[derive(Debug, Parser)]
-#[command(version, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_long_help = mcast_daemon::cli::AFTER_HELP
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -30,6 +36,8 @@ pub enum Command {
     /// Act as a scripted AMT gateway against a relay (checks, lab scenarios): join (S,G)s and
     /// count the Multicast Data that arrives, or try a forged or replayed Update.
     Probe(crate::probe::ProbeArgs),
+    #[command(flatten)]
+    Tool(ToolCommand),
 }
 
 #[derive(Debug, Args)]
@@ -127,6 +135,9 @@ pub struct RunArgs {
     /// Runtime directory for the control socket (`amt-relay status` talks to it).
     #[arg(long, env = "RUNTIME_DIRECTORY", default_value = "/run/amt-relay")]
     pub runtime_dir: PathBuf,
+
+    #[command(flatten)]
+    pub config: ConfigArgs,
 
     #[command(flatten)]
     pub log: LogArgs,

@@ -10,16 +10,17 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use mcast_amt::relay::{Config, Event, Relay};
 use mcast_daemon::signals::SignalEvent;
-use mcast_daemon::{ControlServer, Signals};
+use mcast_daemon::{ControlServer, LogHandle, Reloader, Signals, Ticker};
 use serde_json::json;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
-use crate::cli::RunArgs;
+use crate::cli::{Cli, RunArgs};
 use crate::datapath::{DataPath, PacketSocket, SendSocket};
+use crate::metrics::Metrics;
 use crate::upstream::Upstream;
 
 /// Batches read in a row before the loop looks at control traffic and timers again.
@@ -47,8 +48,19 @@ struct Listener {
     socket: Arc<UdpSocket>,
 }
 
-pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let now = Instant::now();
+/// What SIGHUP changes in a running relay (gateways and memberships stay).
+const RELOADABLE: &[&str] = &[
+    "capacity",
+    "max-sgs-per-gateway",
+    "max-sgs",
+    "max-replies-per-sec",
+    "query-interval",
+    "robustness",
+    "max-response",
+    "secret-rotation",
+];
+
+fn relay_config(args: &RunArgs) -> Config {
     let mut config = Config::new(args.relay_addresses.clone());
     config.advertise = args.advertise.clone();
     config.query_interval = args.query_interval;
@@ -59,7 +71,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     config.max_sgs_per_gateway = args.max_sgs_per_gateway;
     config.max_sgs = args.max_sgs;
     config.max_replies_per_sec = args.max_replies_per_sec;
-    let relay = Relay::new(config, rand::random(), now).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    config
+}
+
+/// Checks everything amt-relay would refuse at start without touching the system
+/// (`--check-config`, start, reload): the log filter and the relay's configuration.
+pub fn validate(args: &RunArgs) -> anyhow::Result<()> {
+    mcast_daemon::logging::validate_filter(&args.log.log_level)?;
+    if args.upstream_interface().is_empty() {
+        bail!("--upstream-interface is required");
+    }
+    Relay::new(relay_config(args), [0; 32], Instant::now())
+        .map(drop)
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+}
+
+pub async fn run(args: RunArgs, reloader: Reloader, log: LogHandle) -> anyhow::Result<()> {
+    let now = Instant::now();
+    validate(&args)?;
+    let relay = Relay::new(relay_config(&args), rand::random(), now)
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
 
     let ifname = args.upstream_interface().to_owned();
     let ifindex = ifindex(&ifname).with_context(|| format!("upstream interface {ifname:?}"))?;
@@ -92,6 +123,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the control socket in {}", args.runtime_dir.display()))?;
     let signals = Signals::new().context("installing signal handlers")?;
+    let (metrics, registry) = Metrics::new();
+    let metrics_on = mcast_daemon::metrics::start(args.config.metrics_listen, registry).await?.is_some();
 
     let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
     let mut readers = Vec::new();
@@ -131,6 +164,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         rx_ring,
         started: now,
         ifindex,
+        metrics,
+        metrics_on,
+        reloader,
+        log,
     };
     info!(
         relay = ?daemon.args.relay_addresses,
@@ -141,7 +178,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         query_interval = %humantime::format_duration(daemon.args.query_interval),
         "amt-relay started"
     );
+    mcast_daemon::systemd::ready(&format!(
+        "relay {}, upstream {}",
+        daemon.listeners.iter().map(|l| l.local.to_string()).collect::<Vec<_>>().join(", "),
+        daemon.args.upstream_interface()
+    ));
     let result = daemon.serve(packet, rx, control, signals).await;
+    mcast_daemon::systemd::stopping();
     for reader in readers {
         reader.abort();
     }
@@ -162,6 +205,10 @@ struct Daemon {
     rx_ring: bool,
     started: Instant,
     ifindex: u32,
+    metrics: Metrics,
+    metrics_on: bool,
+    reloader: Reloader,
+    log: LogHandle,
 }
 
 impl Daemon {
@@ -202,6 +249,7 @@ impl Daemon {
         requests: &mut mpsc::Receiver<mcast_daemon::control::Request>,
         signals: &mut Signals,
     ) -> anyhow::Result<()> {
+        let mut ticker = Ticker::new(self.metrics_on);
         loop {
             let deadline = self.relay.poll_timeout().map(tokio::time::Instant::from_std);
             // Unbiased: under a flood of control traffic or of data, the other side still gets
@@ -209,8 +257,9 @@ impl Daemon {
             tokio::select! {
                 signal = signals.next() => match signal {
                     SignalEvent::Shutdown => return Ok(()),
-                    SignalEvent::Reload => info!("SIGHUP: amt-relay has nothing to reload"),
+                    SignalEvent::Reload => self.reload(),
                 },
+                () = ticker.tick() => self.refresh_metrics(&packet),
                 Some(received) = rx.recv() => {
                     self.on_control(received);
                     // Take a bounded bite of what else is queued.
@@ -273,6 +322,26 @@ impl Daemon {
             // Let the socket readers and the control acceptor (tasks of this thread) run even
             // when a ready data path would keep this loop busy.
             tokio::task::yield_now().await;
+        }
+    }
+
+    /// SIGHUP: applies the reloadable options of the re-read configuration.
+    fn reload(&mut self) {
+        let checked = self.reloader.reload_checked(&self.log, |c: &Cli| &c.run.log, |c| validate(&c.run));
+        let Some((reload, ())) = checked else { return };
+        // The relay keeps its addresses; everything else of the new configuration applies.
+        if RELOADABLE.iter().any(|o| reload.changed(o))
+            && let Err(e) = self.relay.reconfigure(relay_config(&reload.cli.run))
+        {
+            return error!(error = %e, "reload rejected; the configuration stays as it was");
+        }
+        self.reloader.applied(&reload, RELOADABLE);
+    }
+
+    fn refresh_metrics(&mut self, packet: &AsyncFd<PacketSocket>) {
+        if self.metrics_on {
+            self.datapath.counters.kernel_drops += packet.get_ref().take_drops();
+            self.metrics.refresh(&self.relay, &self.datapath.counters, self.join_errors);
         }
     }
 

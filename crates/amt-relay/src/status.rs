@@ -1,37 +1,14 @@
 //! `amt-relay status`: asks the running relay over its control socket and prints tables (or
 //! the JSON as is).
 
-use anyhow::Context;
+use mcast_daemon::status::cell::{secs, split_sg, text};
 use mcast_daemon::table::{render, timer};
 use serde_json::Value;
 
 use crate::cli::StatusArgs;
 
 pub async fn show(args: StatusArgs) -> anyhow::Result<()> {
-    let path = args.runtime_dir.join("amt-relay.sock");
-    let status = mcast_daemon::request(&path, "status").await.context("is amt-relay running?")?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-    } else {
-        print!("{}", render_text(&status));
-    }
-    Ok(())
-}
-
-fn secs(v: &Value) -> String {
-    timer(v.as_f64().map(|s| s.ceil() as u64))
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_owned(),
-        other => other.to_string(),
-    }
-}
-
-fn split_sg(v: &Value) -> (String, String) {
-    text(v).split_once(',').map_or_else(|| ("?".to_owned(), "?".to_owned()), |(s, g)| (s.to_owned(), g.to_owned()))
+    mcast_daemon::status::show(&args.runtime_dir.join("amt-relay.sock"), "amt-relay", args.json, render_text).await
 }
 
 fn counter_list(v: &Value) -> String {

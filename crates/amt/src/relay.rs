@@ -330,6 +330,33 @@ impl Relay {
         &self.config
     }
 
+    /// Changes the limits and the Query parameters of a running relay (a daemon's reload).
+    /// Gateways, memberships and the MAC secrets stay: the new Query Interval, Robustness
+    /// and Maximum Response go out in the next Queries (and time the memberships they
+    /// refresh), the limits apply to new gateways and subscriptions (those already over a
+    /// lowered limit stay), the reply rate at once, a new secret rotation period to the
+    /// current secret. The relay addresses and `advertise` cannot change here: `config`'s
+    /// are ignored.
+    pub fn reconfigure(&mut self, mut config: Config) -> Result<(), ConfigError> {
+        config.relay_addresses.clone_from(&self.config.relay_addresses);
+        config.advertise.clone_from(&self.config.advertise);
+        config.validate()?;
+        let query = |family| {
+            membership::general_query(family, config.query_interval, config.robustness, config.max_response)
+                .map_err(|_| ConfigError::BadTiming("general query parameters"))
+        };
+        let (query_v4, query_v6) = (query(Family::V4)?, query(Family::V6)?);
+        if config.secret_rotation != self.config.secret_rotation {
+            self.timers.remove(self.current.created + self.config.secret_rotation, Timer::Rotation);
+            self.timers.insert(self.current.created + config.secret_rotation, Timer::Rotation);
+        }
+        self.config = config;
+        self.query_v4 = query_v4;
+        self.query_v6 = query_v6;
+        self.reply_tokens = self.reply_tokens.min(self.reply_burst());
+        Ok(())
+    }
+
     /// The counters.
     pub fn counters(&self) -> &Counters {
         &self.counters
@@ -998,6 +1025,27 @@ mod tests {
         assert_ne!(mac, secret.mac(&a, 8));
         let other = Secret { keys: (1, 3), created: Instant::now() };
         assert_ne!(mac, other.mac(&a, 7));
+    }
+
+    #[test]
+    fn reconfigure_changes_limits_and_timing_but_not_addresses() {
+        let now = Instant::now();
+        let mut relay = Relay::new(Config::new(vec!["203.0.113.15".parse().unwrap()]), [7; 32], now).unwrap();
+        let mut config = Config::new(vec!["203.0.113.99".parse().unwrap()]);
+        config.capacity = 5;
+        config.query_interval = std::time::Duration::from_secs(30);
+        relay.reconfigure(config.clone()).unwrap();
+        assert_eq!(relay.config().capacity, 5);
+        assert_eq!(relay.config().query_interval, std::time::Duration::from_secs(30));
+        assert_eq!(relay.config().relay_addresses, ["203.0.113.15".parse::<IpAddr>().unwrap()]);
+        config.secret_rotation = std::time::Duration::from_secs(5);
+        relay.reconfigure(config.clone()).unwrap();
+        assert_eq!(relay.poll_timeout(), Some(now + std::time::Duration::from_secs(5)));
+        relay.handle_timeout(now + std::time::Duration::from_secs(5));
+        assert_eq!(relay.counters().secret_rotations, 1);
+        config.robustness = 0;
+        assert!(relay.reconfigure(config).is_err());
+        assert_eq!(relay.config().robustness, Config::default().robustness);
     }
 
     #[test]

@@ -149,6 +149,12 @@ impl Admission {
         &self.config
     }
 
+    /// New parameters (a reload): the next evaluation uses the new cap; holds already running
+    /// keep their end, new ones get the new hold-down.
+    pub fn set_config(&mut self, config: AdmissionConfig) {
+        self.config = config;
+    }
+
     /// Marks flows as already admitted (e.g. those of the output file found at start), so the
     /// "already admitted" tie-break survives a restart.
     pub fn seed_admitted(&mut self, sgs: impl IntoIterator<Item = SourceGroup>) {

@@ -174,6 +174,12 @@ impl MetadataCache {
         &self.config
     }
 
+    /// A new configuration (a reload): the default rate applies at once, the refresh period
+    /// and the metadata wait from the next lookup of each flow on.
+    pub fn set_config(&mut self, config: CacheConfig) {
+        self.config = config;
+    }
+
     /// The desired flows changed: new ones are looked up at once, departed ones forgotten
     /// (a lookup still running for one is ignored when it ends).
     pub fn set_wanted(&mut self, sgs: &BTreeSet<SourceGroup>, now: Instant) {

@@ -9,7 +9,8 @@ use cbacc::Rate;
 use cbacc::dorms::ClientConfig;
 use cbacc::metadata::LegacyUnit;
 use clap::{Args, Parser, Subcommand};
-use mcast_daemon::LogArgs;
+use mcast_daemon::cli::ToolCommand;
+use mcast_daemon::{ConfigArgs, LogArgs};
 use mcast_driad::DnsConfig;
 
 /// Bandwidth admission for the multicast ingest device.
@@ -25,7 +26,12 @@ use mcast_driad::DnsConfig;
 /// Rates take explicit units: 50Mbit/s, 800kbit/s, 1.5Gbit/s, 2000bit/s (k/M/G = 1000^n) or
 /// 50Mibit/s (Ki/Mi/Gi = 1024^n). The original cbacc's `--bandwidth 50` meant 50Mibit/s.
 #[derive(Debug, Parser)]
-#[command(version, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_long_help = mcast_daemon::cli::AFTER_HELP
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -40,6 +46,8 @@ pub enum Command {
     /// Run the DORMS discovery and metadata lookup for one flow and show every step (exit
     /// status 0 when metadata was found, 1 otherwise).
     Info(InfoArgs),
+    #[command(flatten)]
+    Tool(ToolCommand),
 }
 
 #[derive(Debug, Args)]
@@ -176,6 +184,9 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub dorms: DormsArgs,
+
+    #[command(flatten)]
+    pub config: ConfigArgs,
 
     #[command(flatten)]
     pub log: LogArgs,

@@ -14,13 +14,35 @@ use cbacc::cache::{CacheConfig, MetadataCache};
 use cbacc::dorms::{DormsClient, Fetch, log_fetch};
 use cbacc::{Rate, SourceGroup};
 use mcast_daemon::signals::SignalEvent;
-use mcast_daemon::{ControlServer, Signals};
+use mcast_daemon::{ControlServer, LogHandle, Reloader, Signals, Ticker};
 use mcast_joinfile::{Joinfile, ParseOptions, ReadError, Watcher, WatcherOptions, Writer};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, error, info, warn};
 
-use crate::cli::RunArgs;
+use crate::cli::{Cli, RunArgs};
+use crate::metrics::{Drop, Metrics};
+
+/// What SIGHUP changes in a running cbacc (the DORMS client is rebuilt when one of its options
+/// changed; lookups already running finish with the old one).
+const RELOADABLE: &[&str] = &[
+    "bandwidth",
+    "default",
+    "hold-down",
+    "hold-down-jitter",
+    "refresh",
+    "metadata-wait",
+    "nameserver",
+    "ca-file",
+    "legacy-rate-unit",
+    "http-timeout",
+    "connect-timeout",
+    "ignore-time",
+];
+
+/// The options of the DORMS client.
+const CLIENT_OPTIONS: &[&str] =
+    &["nameserver", "ca-file", "legacy-rate-unit", "http-timeout", "connect-timeout", "ignore-time"];
 
 /// How soon a failed output write is retried.
 const WRITE_RETRY: Duration = Duration::from_secs(1);
@@ -52,6 +74,25 @@ struct Daemon {
     started: Instant,
     /// The last lookup trace per flow (status shows the last step).
     traces: BTreeMap<SourceGroup, Vec<String>>,
+    metrics: Metrics,
+    metrics_on: bool,
+    /// SRV lookups of DORMS clients replaced by reloads (found, negative, failed).
+    srv_base: [u64; 3],
+    reloader: Reloader,
+    log: LogHandle,
+}
+
+/// Checks everything cbacc would refuse at start (`--check-config`, start, reload) and
+/// returns the DORMS client built from it (reads the CA files). Must run inside the runtime.
+pub fn validate(args: &RunArgs) -> anyhow::Result<DormsClient> {
+    mcast_daemon::logging::validate_filter(&args.log.log_level)?;
+    let (Some(input), Some(output), Some(_)) = (&args.input_file, &args.output_file, args.bandwidth) else {
+        anyhow::bail!("--input-file, --output-file and --bandwidth are required");
+    };
+    if input == output {
+        anyhow::bail!("--input-file and --output-file are the same file: {}", input.display());
+    }
+    DormsClient::new(args.dorms.client_config()?).context("setting up the DORMS client")
 }
 
 fn warn_if_short(args: &RunArgs) {
@@ -72,17 +113,19 @@ fn warn_if_short(args: &RunArgs) {
     }
 }
 
-pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+pub async fn run(args: RunArgs, reloader: Reloader, log: LogHandle) -> anyhow::Result<()> {
+    let client = Arc::new(validate(&args)?);
     let (Some(input), Some(output), Some(cap)) = (args.input_file.clone(), args.output_file.clone(), args.bandwidth)
     else {
         anyhow::bail!("--input-file, --output-file and --bandwidth are required");
     };
     warn_if_short(&args);
-    let client = Arc::new(DormsClient::new(args.dorms.client_config()?).context("setting up the DORMS client")?);
     let control = ControlServer::bind(args.runtime_dir.join("cbacc.sock"))
         .await
         .with_context(|| format!("binding the control socket in {}", args.runtime_dir.display()))?;
     let signals = Signals::new().context("installing signal handlers")?;
+    let (metrics, registry) = Metrics::new();
+    let metrics_on = mcast_daemon::metrics::start(args.config.metrics_listen, registry).await?.is_some();
 
     let mut admission = Admission::new(
         AdmissionConfig { cap, hold_down: args.hold_down, hold_down_jitter: args.hold_down_jitter },
@@ -125,6 +168,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         results: results_tx,
         started: Instant::now(),
         traces: BTreeMap::new(),
+        metrics,
+        metrics_on,
+        srv_base: [0; 3],
+        reloader,
+        log,
     };
 
     // The input watcher runs in its own task: its reads reach us over a channel, which keeps
@@ -151,7 +199,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         refresh = %humantime::format_duration(args.refresh),
         "cbacc started"
     );
+    mcast_daemon::systemd::ready(&format!("cap {cap}, {} flows wanted", daemon.desired.len()));
     let result = daemon.serve(control, signals, input_rx, results_rx).await;
+    mcast_daemon::systemd::stopping();
     watch_task.abort();
     info!("cbacc stopped");
     result
@@ -165,6 +215,7 @@ impl Daemon {
         mut input_rx: mpsc::Receiver<Result<Joinfile, ReadError>>,
         mut results_rx: mpsc::Receiver<(SourceGroup, Fetch)>,
     ) -> anyhow::Result<()> {
+        let mut ticker = Ticker::new(self.metrics_on);
         loop {
             let now = Instant::now();
             self.start_lookups(now);
@@ -179,6 +230,7 @@ impl Daemon {
                 Some(read) = input_rx.recv() => self.on_input(read, Instant::now()),
                 Some((sg, fetch)) = results_rx.recv() => self.on_fetch(sg, fetch, Instant::now()),
                 () = sleep_until(wake) => {}
+                () = ticker.tick() => self.refresh_metrics(),
                 request = control.accept() => match request {
                     Ok(request) => {
                         let answer = match request.command.as_str() {
@@ -192,6 +244,7 @@ impl Daemon {
                 signal = signals.next() => match signal {
                     SignalEvent::Shutdown => break,
                     SignalEvent::Reload => {
+                        self.reload();
                         info!("SIGHUP: looking up every flow's metadata again and re-reading the input");
                         self.client.clear_caches();
                         self.cache.refresh_all(Instant::now());
@@ -210,6 +263,44 @@ impl Daemon {
         Ok(())
     }
 
+    /// SIGHUP: applies the reloadable options of the re-read configuration.
+    fn reload(&mut self) {
+        let checked = self.reloader.reload_checked(&self.log, |c: &Cli| &c.run.log, |c| validate(&c.run));
+        let Some((reload, client)) = checked else { return };
+        let run = &reload.cli.run;
+        if CLIENT_OPTIONS.iter().any(|o| reload.changed(o)) {
+            let old = self.client.srv_lookups();
+            for (base, counter) in self.srv_base.iter_mut().zip([&old.found, &old.negative, &old.failed]) {
+                *base += counter.load(std::sync::atomic::Ordering::Relaxed);
+            }
+            self.client = Arc::new(client);
+        }
+        if let Some(cap) = run.bandwidth {
+            self.admission.set_config(AdmissionConfig {
+                cap,
+                hold_down: run.hold_down,
+                hold_down_jitter: run.hold_down_jitter,
+            });
+        }
+        self.cache.set_config(CacheConfig {
+            refresh: run.refresh,
+            default_rate: run.default,
+            metadata_wait: run.metadata_wait,
+            ..*self.cache.config()
+        });
+        if ["hold-down", "hold-down-jitter"].iter().any(|o| reload.changed(o)) {
+            warn_if_short(run);
+        }
+        self.reloader.applied(&reload, RELOADABLE);
+    }
+
+    fn refresh_metrics(&self) {
+        if self.metrics_on {
+            let srv = self.client.srv_lookups();
+            self.metrics.refresh(self.last.as_ref(), self.admission.config().cap, srv, self.srv_base);
+        }
+    }
+
     fn on_input(&mut self, read: Result<Joinfile, ReadError>, now: Instant) {
         let joinfile = match read {
             Ok(j) => {
@@ -225,6 +316,7 @@ impl Daemon {
             }
             Err(e) => {
                 error!(input = %self.input.display(), error = %e, "input joinfile unusable; keeping the previous flows");
+                self.metrics.dropped(Drop::InputUnusable, 1);
                 return;
             }
         };
@@ -236,6 +328,7 @@ impl Daemon {
             if joinfile.more_problems > 0 {
                 warn!(input = %self.input.display(), more = joinfile.more_problems, "more malformed lines skipped (not listed)");
             }
+            self.metrics.dropped(Drop::MalformedInputLine, (joinfile.problems.len() + joinfile.more_problems) as u64);
             self.input_problems = problems;
         }
         if joinfile.entries == self.desired {
@@ -266,8 +359,10 @@ impl Daemon {
     }
 
     fn on_fetch(&mut self, sg: SourceGroup, fetch: Fetch, now: Instant) {
+        self.metrics.fetched(&fetch.result);
         if !self.desired.contains_key(&sg) {
             debug!(%sg, "lookup result for a flow no longer wanted");
+            self.metrics.dropped(Drop::StaleResult, 1);
             return;
         }
         log_fetch(sg, &fetch);
@@ -372,6 +467,7 @@ impl Daemon {
                 self.write_retry = None;
                 if written {
                     info!(output = %self.output.display(), flows = e.admitted.len(), "output written");
+                    self.metrics.output_writes.inc();
                 }
                 self.written_once = true;
             }
@@ -396,6 +492,7 @@ impl Daemon {
     /// replace) and the write is retried every second. Logged once per distinct error.
     fn output_failed(&mut self, err: &std::io::Error, now: Instant) {
         let text = err.to_string();
+        self.metrics.output_write_failures.inc();
         if self.output_error.as_deref() != Some(text.as_str()) {
             error!(output = %self.output.display(), error = %text, "cannot write the output; the previous one stays, retrying every second");
         }

@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -144,6 +145,7 @@ struct Answer {
 
 /// The DORMS client. Cheap to share (`Arc`); lookups run concurrently.
 pub struct DormsClient {
+    srv_lookups: SrvLookups,
     http: reqwest::Client,
     dns: Arc<Discovery>,
     config: ClientConfig,
@@ -157,6 +159,18 @@ impl std::fmt::Debug for DormsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DormsClient").field("dns", &self.dns).finish_non_exhaustive()
     }
+}
+
+/// SRV lookups (`_dorms._tcp.<reverse name>`) sent by a client, by result: cheap atomics,
+/// read by the metrics.
+#[derive(Debug, Default)]
+pub struct SrvLookups {
+    /// Answered with at least one target.
+    pub found: AtomicU64,
+    /// NXDOMAIN or NODATA.
+    pub negative: AtomicU64,
+    /// No usable answer (timeout, SERVFAIL, ...).
+    pub failed: AtomicU64,
 }
 
 /// reqwest's resolver hook: DORMS host names through the same hickory resolver as the SRV
@@ -267,6 +281,7 @@ impl DormsClient {
         }
         let http = builder.build().map_err(|e| ClientError::Http(chain(&e).0))?;
         Ok(DormsClient {
+            srv_lookups: SrvLookups::default(),
             http,
             dns,
             config,
@@ -280,6 +295,11 @@ impl DormsClient {
     /// The configuration.
     pub fn config(&self) -> &ClientConfig {
         &self.config
+    }
+
+    /// The SRV lookups this client sent, by result.
+    pub fn srv_lookups(&self) -> &SrvLookups {
+        &self.srv_lookups
     }
 
     /// Servers on the ignore list now, with the time left and why.
@@ -389,8 +409,14 @@ impl DormsClient {
             }
             _ => {
                 let answer = match self.dns.srv(&name).await {
-                    Ok(a) => a,
+                    Ok(a) => {
+                        let counter =
+                            if a.negative.is_some() { &self.srv_lookups.negative } else { &self.srv_lookups.found };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        a
+                    }
                     Err(e) => {
+                        self.srv_lookups.failed.fetch_add(1, Ordering::Relaxed);
                         trace.push(format!("SRV {name}: {e}"));
                         return Err(FetchResult::Failed { error: format!("SRV {name}: {e}") });
                     }

@@ -3,19 +3,37 @@
 mod cli;
 mod daemon;
 mod info;
+mod metrics;
 mod status;
 
-use clap::Parser;
+use std::process::ExitCode;
 
-fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("cbacc: cannot start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
+use clap::CommandFactory;
+use mcast_daemon::service;
+
+fn main() -> ExitCode {
+    let loaded = match mcast_daemon::config::load::<cli::Cli>() {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
+    let cli = loaded.cli;
+    if let Some(cli::Command::Tool(tool)) = &cli.command {
+        return tool.run(cli::Cli::command());
+    }
+    let runtime = match service::runtime("cbacc", 2) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    if cli.command.is_none() {
+        // The DNS resolver and the HTTPS client are built in the check: inside the runtime.
+        let validation = {
+            let _guard = runtime.enter();
+            daemon::validate(&cli.run).map(drop)
+        };
+        if let Some(code) = service::check_config("cbacc", cli.run.config.check_config, validation) {
+            return code;
+        }
+    }
     let result = match cli.command {
         Some(cli::Command::Status(args)) => runtime.block_on(status::show(args)),
         Some(cli::Command::Info(args)) => {
@@ -27,25 +45,14 @@ fn main() -> std::process::ExitCode {
             }
             match runtime.block_on(info::show(args)) {
                 Ok(true) => Ok(()),
-                Ok(false) => return std::process::ExitCode::FAILURE,
+                Ok(false) => return ExitCode::FAILURE,
                 Err(e) => Err(e),
             }
         }
-        None => {
-            if let Err(e) = mcast_daemon::logging::init(&cli.run.log) {
-                eprintln!("cbacc: {e:#}");
-                return std::process::ExitCode::FAILURE;
-            }
-            runtime.block_on(daemon::run(cli.run))
-        }
+        Some(cli::Command::Tool(_)) => Ok(()),
+        None => service::run_daemon::<cli::Cli, _>(&runtime, cli.run.log.clone(), loaded.argv, |reloader, log| {
+            daemon::run(cli.run, reloader, log)
+        }),
     };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            // The log subscriber may not be installed (status, info), so print as well as log.
-            tracing::error!("{e:#}");
-            eprintln!("cbacc: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    service::finish("cbacc", result)
 }

@@ -1,33 +1,14 @@
 //! `cbacc status`: asks the running daemon over its control socket and prints a table (or the
 //! JSON as is).
 
-use anyhow::Context;
-use mcast_daemon::table::{render, timer};
+use mcast_daemon::status::cell::{secs, text};
+use mcast_daemon::table::render;
 use serde_json::Value;
 
 use crate::cli::StatusArgs;
 
 pub async fn show(args: StatusArgs) -> anyhow::Result<()> {
-    let path = args.runtime_dir.join("cbacc.sock");
-    let status = mcast_daemon::request(&path, "status").await.context("is cbacc running?")?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-    } else {
-        print!("{}", render_text(&status));
-    }
-    Ok(())
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_owned(),
-        other => other.to_string(),
-    }
-}
-
-fn secs(v: &Value) -> String {
-    timer(v.as_f64().map(|s| s.ceil() as u64))
+    mcast_daemon::status::show(&args.runtime_dir.join("cbacc.sock"), "cbacc", args.json, render_text).await
 }
 
 fn duration(v: &Value) -> String {

@@ -1,7 +1,7 @@
 //! Shell completions and man pages generated from a daemon's clap definition, so the package
 //! can install them (`<daemon> completions SHELL`, `<daemon> manpage`).
 
-use clap::{Command, ValueEnum};
+use clap::{Command, Subcommand, ValueEnum};
 
 /// Shells we generate completions for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -11,6 +11,48 @@ pub enum Shell {
     Fish,
     Elvish,
     PowerShell,
+}
+
+/// The end of every daemon's `--help` and man page: exit status, signals, systemd.
+pub const AFTER_HELP: &str = "\
+Exit status: 0 after a clean stop (SIGTERM, SIGINT) or a good --check-config; 1 when the daemon fails \
+while running (a socket it cannot open, a missing capability); 2 for a configuration or usage error.
+
+Signals: SIGTERM and SIGINT stop the daemon cleanly. SIGHUP re-reads the --config file with the \
+same command line and applies the options that can change without dropping a stream (the log \
+filter always); changed options that need a restart are named in a warning.
+
+systemd: Type=notify. READY=1 once the daemon listens, STOPPING=1 when it stops, WATCHDOG=1 from \
+its event loop when WatchdogSec= is set.";
+
+/// The subcommands every daemon has besides its own (flattened into its `Command` enum with
+/// `#[command(flatten)]`), for packagers: the Nix package runs exactly these.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ToolCommand {
+    /// Print the shell completion script for SHELL on stdout.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page (roff, section 1) on stdout.
+    Manpage,
+}
+
+impl ToolCommand {
+    /// Prints what was asked for `command` (the daemon's whole clap command).
+    pub fn run(&self, command: Command) -> std::process::ExitCode {
+        match self {
+            ToolCommand::Completions { shell } => print_completions(command, *shell),
+            ToolCommand::Manpage => {
+                if let Err(e) = print_manpage(command) {
+                    eprintln!("writing the man page: {e}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            }
+        }
+        std::process::ExitCode::SUCCESS
+    }
 }
 
 /// Writes the completion script for `shell` to stdout.

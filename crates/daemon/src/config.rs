@@ -57,6 +57,61 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The flags every daemon takes besides its own: the configuration file, checking it, and the
+/// metrics endpoint. Flattened into each daemon's run arguments.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigArgs {
+    /// Read options from this TOML file: one `key = value` per long flag (`log-level =
+    /// "debug"`, `hold-down = "5m"`), an array for a repeatable flag, true/false for a switch.
+    /// Flags on the command line win over the file; an unknown key is an error. SIGHUP re-reads
+    /// the file and applies what can change without a restart.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Check the configuration (flags, config file, the files and values they name) and exit:
+    /// status 0 and "configuration OK" if the daemon would start with it, 2 and the problem if
+    /// not.
+    #[arg(long)]
+    pub check_config: bool,
+
+    /// Serve Prometheus/OpenMetrics metrics at http://ADDR:PORT/metrics (e.g.
+    /// 127.0.0.1:9101). Default: no metrics endpoint.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+/// A daemon's parsed command line and the arguments it came from (kept for SIGHUP reloads).
+#[derive(Debug)]
+pub struct Loaded<C> {
+    /// The parsed command line, config file merged in.
+    pub cli: C,
+    /// The process's own arguments, without the file's (a reload merges the file again).
+    pub argv: Vec<OsString>,
+}
+
+/// Parses the process's command line with the `--config` file merged in. On a configuration
+/// or usage error prints it and returns the exit code to use: 2 (`--help` and `--version`
+/// print and return 0).
+pub fn load<C: clap::Parser>() -> Result<Loaded<C>, std::process::ExitCode> {
+    load_from(std::env::args_os().collect())
+}
+
+/// [`load`] with explicit arguments (tests).
+pub fn load_from<C: clap::Parser>(argv: Vec<OsString>) -> Result<Loaded<C>, std::process::ExitCode> {
+    let command = C::command();
+    let merged = merge_config_file(&command, argv.clone()).map_err(|e| {
+        eprintln!("{}: {e}", command.get_name());
+        std::process::ExitCode::from(crate::service::EXIT_CONFIG)
+    })?;
+    match C::try_parse_from(merged) {
+        Ok(cli) => Ok(Loaded { cli, argv }),
+        Err(e) => {
+            let _ = e.print();
+            Err(std::process::ExitCode::from(e.exit_code().clamp(0, 255) as u8))
+        }
+    }
+}
+
 /// Flags that never come from a file.
 const NOT_IN_FILE: &[&str] = &["config", "check-config", "help", "version"];
 

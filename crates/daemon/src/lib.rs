@@ -8,10 +8,17 @@ pub mod config;
 pub mod control;
 pub mod logging;
 pub mod metrics;
+pub mod reload;
+pub mod service;
 pub mod signals;
+pub mod status;
 pub mod systemd;
 pub mod table;
+pub mod testing;
 
+pub use config::ConfigArgs;
 pub use control::{ControlServer, request};
 pub use logging::{LogArgs, LogFormat, LogHandle};
+pub use reload::Reloader;
+pub use service::Ticker;
 pub use signals::Signals;

@@ -10,8 +10,81 @@ use std::sync::{Arc, Mutex};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
-use prometheus_client::registry::Registry;
+pub use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+
+pub use prometheus_client::metrics::counter::Counter;
+pub use prometheus_client::metrics::family::Family;
+pub use prometheus_client::metrics::gauge::Gauge;
+
+/// A label set of one label, e.g. `[("reason", "bad-mac".into())]`.
+pub type Label = [(&'static str, String); 1];
+/// Counters by one label.
+pub type CounterFamily = Family<Label, Counter>;
+/// Gauges by one label.
+pub type GaugeFamily = Family<Label, Gauge>;
+
+/// Creates the series of every label value in `values` (at 0), so a dashboard sees them
+/// before the first event.
+pub fn declare<M>(family: &Family<Label, M>, key: &'static str, values: &[&str]) {
+    for value in values {
+        let _ = family.get_or_create(&[(key, (*value).to_owned())]);
+    }
+}
+
+/// Sets a counter to a count the daemon's engine keeps itself (read at refresh time, so the
+/// data path pays nothing for the metric). Engine counts never go down.
+pub fn set_counter(counter: &Counter, value: u64) {
+    counter.inner().store(value, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Sets a gauge (saturating at `i64::MAX`).
+pub fn set_gauge(gauge: &Gauge, value: u64) {
+    gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+}
+
+/// Sets one counter per label value from `(value, count)` pairs.
+pub fn set_counters<S: Into<String>>(
+    family: &CounterFamily,
+    key: &'static str,
+    counts: impl IntoIterator<Item = (S, u64)>,
+) {
+    for (value, count) in counts {
+        set_counter(&family.get_or_create(&[(key, value.into())]), count);
+    }
+}
+
+/// Sets one gauge per label value from `(value, number)` pairs.
+pub fn set_gauges<S: Into<String>>(
+    family: &GaugeFamily,
+    key: &'static str,
+    values: impl IntoIterator<Item = (S, u64)>,
+) {
+    for (value, n) in values {
+        set_gauge(&family.get_or_create(&[(key, value.into())]), n);
+    }
+}
+
+/// Sets one counter per key of a JSON object of counts (how the engines serialise their
+/// counters by type or reason: `{"bad-mac": 3, "stale-nonce": 1}`); other values are skipped.
+pub fn set_counters_from_json(family: &CounterFamily, key: &'static str, counts: &serde_json::Value) {
+    if let Some(map) = counts.as_object() {
+        set_counters(family, key, map.iter().filter_map(|(k, v)| v.as_u64().map(|n| (k.clone(), n))));
+    }
+}
+
+/// Starts the endpoint if `addr` is given (`--metrics-listen`), logging where it listens.
+pub async fn start(
+    addr: Option<SocketAddr>,
+    registry: Registry,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(addr) = addr else { return Ok(None) };
+    let (local, task) = serve(addr, Arc::new(Mutex::new(registry)))
+        .await
+        .map_err(|e| anyhow::anyhow!("binding the metrics endpoint {addr}: {e}"))?;
+    tracing::info!(listen = %local, "metrics at http://{local}/metrics");
+    Ok(Some(task))
+}
 
 /// The content type of OpenMetrics text exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -95,17 +168,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn serves_the_registry() {
+    async fn serves_the_registry_and_engine_counts() {
         let mut registry = Registry::with_prefix("demo");
         let packets = Counter::<u64>::default();
         registry.register("packets", "Packets seen", packets.clone());
+        let drops = CounterFamily::default();
+        registry.register("drops", "Drops by reason", drops.clone());
         let registry: SharedRegistry = Arc::new(Mutex::new(registry));
+        set_counters_from_json(&drops, "reason", &serde_json::json!({"bad-mac": 3, "x": "not a count"}));
         let (addr, task) = serve("127.0.0.1:0".parse().unwrap(), Arc::clone(&registry)).await.unwrap();
         packets.inc_by(42);
         let response = get(addr, "/metrics").await;
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
         assert!(response.contains("application/openmetrics-text"), "{response}");
         assert!(response.contains("demo_packets_total 42"), "{response}");
+        assert!(response.contains("demo_drops_total{reason=\"bad-mac\"} 3"), "{response}");
+        assert!(!response.contains("reason=\"x\""), "{response}");
         assert!(response.trim_end().ends_with("# EOF"), "{response}");
         assert!(get(addr, "/").await.starts_with("HTTP/1.1 404"));
         task.abort();

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use mcast_daemon::LogArgs;
+use mcast_daemon::cli::ToolCommand;
+use mcast_daemon::{ConfigArgs, LogArgs};
 use mcast_wire::SourceGroup;
 
 /// DRIAD ingest for the multicast ingest device.
@@ -16,7 +17,12 @@ use mcast_wire::SourceGroup;
 /// device it creates), where the kernel forwards it like traffic that arrived natively.
 /// Relays that fail are held down and their sources move to the next relay DNS lists.
 #[derive(Debug, Parser)]
-#[command(version, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_long_help = mcast_daemon::cli::AFTER_HELP
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -37,6 +43,8 @@ pub enum Command {
     /// One static AMT tunnel, without DNS: for troubleshooting and interop checks. Runs until
     /// SIGTERM/SIGINT, then leaves the (S,G)s and sends a Teardown.
     Gateway(GatewayArgs),
+    #[command(flatten)]
+    Tool(ToolCommand),
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +94,9 @@ pub struct RunArgs {
     /// Runtime directory for the control socket (`driad-ingest status` talks to it).
     #[arg(long, env = "RUNTIME_DIRECTORY", default_value = "/run/driad-ingest")]
     pub runtime_dir: PathBuf,
+
+    #[command(flatten)]
+    pub config: ConfigArgs,
 
     #[command(flatten)]
     pub log: LogArgs,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use mcast_amt_gateway::{Error as GatewayError, Events, GatewayHandle};
 use mcast_daemon::signals::SignalEvent;
-use mcast_daemon::{ControlServer, Signals};
+use mcast_daemon::{ControlServer, LogHandle, Reloader, Signals, Ticker};
 use mcast_driad::{Answer, Discovery, DiscoveryConfig, DnsConfig, LookupError};
 use mcast_joinfile::{Joinfile, ParseOptions, ReadError, Watcher, WatcherOptions};
 use serde::Serialize;
@@ -23,8 +23,13 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-use crate::cli::RunArgs;
+use crate::cli::{Cli, RunArgs};
 use crate::manager::{Command, Manager, ManagerConfig};
+use crate::metrics::Metrics;
+
+/// What SIGHUP changes in a running driad-ingest (new lookups go to new name servers; tunnels
+/// stay up).
+const RELOADABLE: &[&str] = &["nameserver", "hold-down", "no-traffic-timeout"];
 
 /// How often tunnel packet counters are checked for silence (the no-traffic check's
 /// resolution).
@@ -54,14 +59,38 @@ struct Daemon {
     lookups_tx: mpsc::Sender<(IpAddr, Result<Answer, LookupError>)>,
     joinfile: JoinfileState,
     started: Instant,
+    metrics: Metrics,
+    metrics_on: bool,
+    reloader: Reloader,
+    log: LogHandle,
 }
 
-pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+/// Checks everything driad-ingest would refuse at start (`--check-config`, start, reload)
+/// and returns the DNS resolver built from it. Must run inside the runtime.
+pub fn validate(args: &RunArgs) -> anyhow::Result<Discovery> {
+    mcast_daemon::logging::validate_filter(&args.log.log_level)?;
+    if args.joinfile.is_none() || args.native_interface.is_none() {
+        bail!("--joinfile and --native-interface are required");
+    }
+    if args.local.iter().filter(|l| l.is_ipv4()).count() > 1 || args.local.iter().filter(|l| l.is_ipv6()).count() > 1 {
+        bail!("--local: at most one IPv4 and one IPv6 address");
+    }
     let dns = DnsConfig {
         nameservers: (!args.nameservers.is_empty()).then(|| args.nameservers.clone()),
         ..DnsConfig::default()
     };
-    let discovery = Arc::new(Discovery::new(&dns).context("setting up the DNS resolver")?);
+    Discovery::new(&dns).context("setting up the DNS resolver")
+}
+
+fn manager_config(args: &RunArgs) -> ManagerConfig {
+    ManagerConfig {
+        discovery: DiscoveryConfig { hold_down: args.hold_down, ..DiscoveryConfig::default() },
+        no_traffic: (!args.no_traffic_timeout.is_zero()).then_some(args.no_traffic_timeout),
+    }
+}
+
+pub async fn run(args: RunArgs, reloader: Reloader, log: LogHandle) -> anyhow::Result<()> {
+    let discovery = Arc::new(validate(&args)?);
 
     let mut config = mcast_amt_gateway::Config::new(args.native_interface());
     config.tun_mtu = args.tun_mtu;
@@ -83,10 +112,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         if denied { e.context(MISSING_CAPABILITY) } else { e }
     })?;
 
-    let manager_config = ManagerConfig {
-        discovery: DiscoveryConfig { hold_down: args.hold_down, ..DiscoveryConfig::default() },
-        no_traffic: (!args.no_traffic_timeout.is_zero()).then_some(args.no_traffic_timeout),
-    };
+    let manager_config = manager_config(&args);
+    let (metrics, registry) = Metrics::new();
+    let metrics_on = mcast_daemon::metrics::start(args.config.metrics_listen, registry).await?.is_some();
     let (lookups_tx, lookups_rx) = mpsc::channel(256);
     let mut daemon = Daemon {
         manager: Manager::new(manager_config, rand::random()),
@@ -95,6 +123,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         lookups_tx,
         joinfile: JoinfileState { path: args.joinfile().to_path_buf(), ..JoinfileState::default() },
         started: Instant::now(),
+        metrics,
+        metrics_on,
+        reloader,
+        log,
         args,
     };
 
@@ -117,7 +149,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         "driad-ingest started"
     );
     daemon.on_joinfile(first, "start");
+    mcast_daemon::systemd::ready(&format!(
+        "native interface {}, {} (S,G)s wanted",
+        daemon.args.native_interface(),
+        daemon.manager.wanted().len()
+    ));
     let result = daemon.serve(events, joinfile_rx, lookups_rx, control, signals).await;
+    mcast_daemon::systemd::stopping();
     watch_task.abort();
     info!("shutting down: leaving every (S,G) and tearing the tunnels down");
     daemon.gateway.shutdown().await.ok();
@@ -150,6 +188,7 @@ impl Daemon {
     ) -> anyhow::Result<()> {
         let mut watchdog = tokio::time::interval(WATCHDOG);
         watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticker = Ticker::new(self.metrics_on);
         loop {
             self.pump().await?;
             let deadline = self.manager.poll_timeout().map(tokio::time::Instant::from_std);
@@ -165,6 +204,7 @@ impl Daemon {
                 },
                 () = sleep_until(deadline) => self.manager.handle_timeout(Instant::now()),
                 _ = watchdog.tick() => self.check_traffic().await,
+                () = ticker.tick() => self.refresh_metrics().await,
                 request = control.accept() => match request {
                     Ok(request) => {
                         let answer = match request.command.as_str() {
@@ -179,6 +219,7 @@ impl Daemon {
                 signal = signals.next() => match signal {
                     SignalEvent::Shutdown => return Ok(()),
                     SignalEvent::Reload => {
+                        self.reload();
                         let result = mcast_joinfile::read(
                             self.args.joinfile(),
                             &ParseOptions { allow_population: true },
@@ -189,6 +230,30 @@ impl Daemon {
                 },
             }
         }
+    }
+
+    /// SIGHUP: applies the reloadable options of the re-read configuration.
+    fn reload(&mut self) {
+        let checked = self.reloader.reload_checked(&self.log, |c: &Cli| &c.run.log, |c| validate(&c.run));
+        let Some((reload, discovery)) = checked else { return };
+        let run = &reload.cli.run;
+        if reload.changed("nameserver") {
+            self.discovery = Arc::new(discovery);
+            info!(nameservers = ?self.discovery, "new lookups go to the new name servers");
+        }
+        self.manager.set_config(manager_config(run));
+        self.args.nameservers.clone_from(&run.nameservers);
+        self.args.hold_down = run.hold_down;
+        self.args.no_traffic_timeout = run.no_traffic_timeout;
+        self.reloader.applied(&reload, RELOADABLE);
+    }
+
+    async fn refresh_metrics(&mut self) {
+        if !self.metrics_on {
+            return;
+        }
+        let gateway = self.gateway.status().await.ok();
+        self.metrics.refresh(&self.manager.summary(), self.manager.counters(), gateway.as_ref());
     }
 
     /// Starts the lookups that are due and hands the manager's commands to the gateway,

@@ -8,52 +8,58 @@ mod daemon;
 mod gateway_cmd;
 mod lookup_cmd;
 mod manager;
+mod metrics;
 mod status;
 
-use clap::Parser;
+use std::process::ExitCode;
 
-fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
-    if let Some(cli::Command::ZoneRecord(args)) = &cli.command {
-        return match lookup_cmd::zone_record(args) {
-            Ok(text) => {
-                print!("{text}");
-                std::process::ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("driad-ingest: {e:#}");
-                std::process::ExitCode::FAILURE
-            }
-        };
-    }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("driad-ingest: cannot start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
+use clap::CommandFactory;
+use mcast_daemon::service;
+
+fn main() -> ExitCode {
+    let loaded = match mcast_daemon::config::load::<cli::Cli>() {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
+    let cli = loaded.cli;
+    match &cli.command {
+        Some(cli::Command::Tool(tool)) => return tool.run(cli::Cli::command()),
+        Some(cli::Command::ZoneRecord(args)) => {
+            return match lookup_cmd::zone_record(args) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => service::finish("driad-ingest", Err(e)),
+            };
+        }
+        _ => {}
+    }
+    let runtime = match service::runtime("driad-ingest", 1) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    if cli.command.is_none() {
+        // The DNS resolver is built in the check: inside the runtime.
+        let validation = {
+            let _guard = runtime.enter();
+            daemon::validate(&cli.run).map(drop)
+        };
+        if let Some(code) = service::check_config("driad-ingest", cli.run.config.check_config, validation) {
+            return code;
+        }
+    }
     let result = match cli.command {
         Some(cli::Command::Status(args)) => runtime.block_on(status::show(args)),
         Some(cli::Command::Lookup(args)) => runtime.block_on(lookup_cmd::lookup(args)),
-        Some(cli::Command::ZoneRecord(_)) => Ok(()),
+        Some(cli::Command::ZoneRecord(_) | cli::Command::Tool(_)) => Ok(()),
         Some(cli::Command::Gateway(args)) => match mcast_daemon::logging::init(&args.log) {
             Ok(_log) => runtime.block_on(gateway_cmd::run(args)),
             Err(e) => Err(e),
         },
-        None => match mcast_daemon::logging::init(&cli.run.log) {
-            Ok(_log) => runtime.block_on(daemon::run(cli.run)),
-            Err(e) => Err(e),
-        },
+        None => service::run_daemon::<cli::Cli, _>(&runtime, cli.run.log.clone(), loaded.argv, |reloader, log| {
+            daemon::run(cli.run, reloader, log)
+        }),
     };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            // The log subscriber is not installed for the client subcommands, so print as
-            // well as log.
-            tracing::error!("{e:#}");
-            eprintln!("driad-ingest: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    service::finish("driad-ingest", result)
 }

@@ -231,6 +231,13 @@ impl Manager {
         }
     }
 
+    /// New policy knobs (a reload): applies to the next hold-down, lookup and no-traffic
+    /// check; tunnels and sources stay as they are.
+    pub fn set_config(&mut self, config: ManagerConfig) {
+        self.discovery.set_config(config.discovery.clone());
+        self.config = config;
+    }
+
     /// The (S,G)s of the last joinfile snapshot.
     pub fn wanted(&self) -> &BTreeSet<SourceGroup> {
         &self.wanted
@@ -570,7 +577,8 @@ impl Manager {
                 info!(%relay, %old, %new, "the relay sees us at a new address");
             }
             GatewayEvent::TunnelClosed { relay, reason } => {
-                debug!(%relay, reason = reason.as_str(), "tunnel closed");
+                // Tunnel down: the counterpart of "tunnel established" (the reason says why).
+                info!(%relay, reason = reason.as_str(), "tunnel closed");
             }
         }
     }

@@ -1,37 +1,15 @@
 //! `driad-ingest status`: asks the running daemon over its control socket and prints tables
 //! (or the JSON as is).
 
-use anyhow::Context;
+use mcast_daemon::status::cell::{secs_or_dash as secs, split_sg, text};
 use mcast_daemon::table::{render, timer};
 use serde_json::Value;
 
 use crate::cli::StatusArgs;
 
 pub async fn show(args: StatusArgs) -> anyhow::Result<()> {
-    let path = args.runtime_dir.join("driad-ingest.sock");
-    let status = mcast_daemon::request(&path, "status").await.context("is driad-ingest running?")?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-    } else {
-        print!("{}", render_text(&status));
-    }
-    Ok(())
-}
-
-/// Remaining seconds as `mm:ss` (`-` when absent, `00:00` when past).
-fn secs(v: &Value) -> String {
-    match v.as_f64() {
-        Some(s) => timer(Some(s.max(0.0).ceil() as u64)),
-        None => "-".to_owned(),
-    }
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_owned(),
-        other => other.to_string(),
-    }
+    mcast_daemon::status::show(&args.runtime_dir.join("driad-ingest.sock"), "driad-ingest", args.json, render_text)
+        .await
 }
 
 fn array(v: &Value) -> &[Value] {
@@ -154,9 +132,7 @@ pub fn render_text(status: &Value) -> String {
             array(&t["sgs"])
                 .iter()
                 .map(|sg| {
-                    let (source, group) = text(sg)
-                        .split_once(',')
-                        .map_or_else(|| ("?".to_owned(), "?".to_owned()), |(s, g)| (s.to_owned(), g.to_owned()));
+                    let (source, group) = split_sg(sg);
                     vec![source, group, text(&t["relay"])]
                 })
                 .collect::<Vec<_>>()

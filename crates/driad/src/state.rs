@@ -205,6 +205,12 @@ impl DiscoveryState {
         &self.config
     }
 
+    /// A new configuration (a reload): hold-downs already running keep their end, new ones
+    /// and the next lookups use the new values.
+    pub fn set_config(&mut self, config: DiscoveryConfig) {
+        self.config = config;
+    }
+
     /// Start discovering `source` (no-op if already wanted). It is due for a lookup at once.
     pub fn want(&mut self, source: IpAddr) {
         if self.sources.contains_key(&source) {

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use mcast_daemon::LogArgs;
+use mcast_daemon::cli::ToolCommand;
+use mcast_daemon::{ConfigArgs, LogArgs};
 use mcast_pim::GroupRange;
 
 /// PIM-SSM upstream neighbour for the multicast ingest device.
@@ -15,7 +16,12 @@ use mcast_pim::GroupRange;
 /// programs the kernel's multicast forwarding so traffic injected on the native interface
 /// flows out of every downstream interface that asked for it.
 #[derive(Debug, Parser)]
-#[command(version, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_long_help = mcast_daemon::cli::AFTER_HELP
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -27,6 +33,8 @@ pub struct Cli {
 pub enum Command {
     /// Show neighbours and joined (S,G)s of the running daemon.
     Status(StatusArgs),
+    #[command(flatten)]
+    Tool(ToolCommand),
 }
 
 #[derive(Debug, Args)]
@@ -111,6 +119,9 @@ pub struct RunArgs {
     /// Runtime directory for the control socket (`pimwatch status` talks to it).
     #[arg(long, env = "RUNTIME_DIRECTORY", default_value = "/run/pimwatch")]
     pub runtime_dir: PathBuf,
+
+    #[command(flatten)]
+    pub config: ConfigArgs,
 
     #[command(flatten)]
     pub log: LogArgs,

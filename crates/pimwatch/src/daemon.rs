@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use mcast_daemon::signals::SignalEvent;
-use mcast_daemon::{ControlServer, Signals};
+use mcast_daemon::{ControlServer, LogHandle, Reloader, Signals, Ticker};
 use mcast_joinfile::{ParseOptions, ReadError, Writer};
 use mcast_mroute::links::{LinkEvent, LinkWatcher};
 use mcast_mroute::{ForwardingState, Router};
@@ -19,6 +19,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::cli::RunArgs;
 use crate::interfaces::{self, Downstream, Received};
+use crate::metrics::Metrics;
 
 /// How often a failed joinfile write or an unconverged forwarding table is retried.
 const RETRY: Duration = Duration::from_secs(1);
@@ -52,9 +53,17 @@ struct Daemon {
     /// Failed joinfile writes since the last good one.
     joinfile_failures: u64,
     started: Instant,
+    metrics: Metrics,
+    /// Whether the metrics endpoint runs (the counts are copied only then).
+    metrics_on: bool,
+    reloader: Reloader,
+    log: LogHandle,
 }
 
-pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+/// Checks everything the daemon would refuse at start, without touching the system
+/// (`--check-config`, and at start and reload), and returns the PIM configuration.
+pub fn validate(args: &RunArgs) -> anyhow::Result<Config> {
+    mcast_daemon::logging::validate_filter(&args.log.log_level)?;
     let families = if args.ipv6 { vec![Family::Ipv4, Family::Ipv6] } else { vec![Family::Ipv4] };
     let mut config = Config {
         hello_period: args.hello_period,
@@ -77,12 +86,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let engine = Engine::new(config, rand::random()).context("invalid PIM configuration")?;
+    Engine::new(config.clone(), 0).context("invalid PIM configuration")?;
     for name in &args.interfaces {
         if Some(name) == args.native_interface.as_ref() {
             bail!("{name} cannot be both a downstream and the native interface");
         }
     }
+    Ok(config)
+}
+
+pub async fn run(args: RunArgs, reloader: Reloader, log: LogHandle) -> anyhow::Result<()> {
+    let config = validate(&args)?;
+    let families = if args.ipv6 { vec![Family::Ipv4, Family::Ipv6] } else { vec![Family::Ipv4] };
+    let engine = Engine::new(config, rand::random()).context("invalid PIM configuration")?;
 
     let mut forwarding = BTreeMap::new();
     if !args.no_forwarding {
@@ -110,6 +126,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the control socket in {}", args.runtime_dir.display()))?;
     let signals = Signals::new().context("installing signal handlers")?;
+    let (metrics, registry) = Metrics::new();
+    let metrics_on = mcast_daemon::metrics::start(args.config.metrics_listen, registry).await?.is_some();
 
     let mut daemon = Daemon {
         args,
@@ -125,6 +143,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         joinfile_error: None,
         joinfile_failures: 0,
         started: Instant::now(),
+        metrics,
+        metrics_on,
+        reloader,
+        log,
     };
     daemon.start().await;
     daemon.serve(control, signals).await
@@ -177,6 +199,11 @@ impl Daemon {
             joined = self.engine.joined().count(),
             "pimwatch started"
         );
+        mcast_daemon::systemd::ready(&format!(
+            "PIM on {}, {} (S,G)s joined",
+            self.args.interfaces.join(", "),
+            self.engine.joined().count()
+        ));
     }
 
     /// Holds the (S,G)s of the joinfile we wrote before a restart for one J/P holdtime, so a
@@ -234,6 +261,7 @@ impl Daemon {
             .collect();
         let mut retry = tokio::time::interval(RETRY);
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticker = Ticker::new(self.metrics_on);
         loop {
             let deadline = self.engine.poll_timeout().map(tokio::time::Instant::from_std);
             tokio::select! {
@@ -262,9 +290,10 @@ impl Daemon {
                 },
                 Some(upcall) = upcall_rx.recv() => debug!(?upcall, "kernel multicast upcall"),
                 _ = retry.tick() => self.retry(),
+                () = ticker.tick() => self.refresh_metrics(),
                 signal = signals.next() => match signal {
                     SignalEvent::Shutdown => break,
-                    SignalEvent::Reload => info!("SIGHUP: pimwatch has nothing to reload"),
+                    SignalEvent::Reload => self.reload(),
                 },
             }
             self.process_outputs().await;
@@ -510,6 +539,7 @@ impl Daemon {
         }
         self.joinfile_error = Some(text);
         self.joinfile_failures += 1;
+        self.metrics.joinfile_write_failures.inc();
     }
 
     fn joinfile_written(&mut self) {
@@ -539,7 +569,33 @@ impl Daemon {
         }
     }
 
+    /// SIGHUP: the log filter is all that changes at run time (interfaces, ranges and timers
+    /// shape the PIM state and need a restart).
+    fn reload(&mut self) {
+        let checked = self.reloader.reload_checked(&self.log, |c: &crate::cli::Cli| &c.run.log, |c| validate(&c.run));
+        if let Some((reload, _)) = checked {
+            self.reloader.applied(&reload, &[]);
+        }
+    }
+
+    fn refresh_metrics(&self) {
+        if !self.metrics_on {
+            return;
+        }
+        let neighbors = self.args.interfaces.iter().map(|name| {
+            let n: usize = self
+                .downstream
+                .by_name
+                .get(name)
+                .map_or(0, |m| m.values().map(|a| self.engine.neighbors(a.id).len()).sum());
+            (name.clone(), n as u64)
+        });
+        let forwarding: usize = self.forwarding.values().map(|f| f.state.installed_mfcs().len()).sum();
+        self.metrics.refresh(self.engine.counters(), neighbors, self.engine.joined().count() as u64, forwarding as u64);
+    }
+
     async fn shutdown(&mut self) {
+        mcast_daemon::systemd::stopping();
         info!("shutting down: goodbye Hellos, removing kernel forwarding");
         self.engine.shutdown(Instant::now());
         self.process_outputs().await;

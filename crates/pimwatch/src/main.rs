@@ -3,36 +3,40 @@
 mod cli;
 mod daemon;
 mod interfaces;
+mod metrics;
 mod status;
 
-use clap::Parser;
+use std::process::ExitCode;
 
-fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("pimwatch: cannot start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
+use clap::CommandFactory;
+use mcast_daemon::service;
+
+fn main() -> ExitCode {
+    let loaded = match mcast_daemon::config::load::<cli::Cli>() {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let cli = loaded.cli;
+    match &cli.command {
+        Some(cli::Command::Tool(tool)) => return tool.run(cli::Cli::command()),
+        None => {
+            let validation = daemon::validate(&cli.run).map(drop);
+            if let Some(code) = service::check_config("pimwatch", cli.run.config.check_config, validation) {
+                return code;
+            }
         }
+        Some(_) => {}
+    }
+    let runtime = match service::runtime("pimwatch", 1) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
     };
     let result = match cli.command {
         Some(cli::Command::Status(args)) => runtime.block_on(status::show(args)),
-        None => {
-            if let Err(e) = mcast_daemon::logging::init(&cli.run.log) {
-                eprintln!("pimwatch: {e:#}");
-                return std::process::ExitCode::FAILURE;
-            }
-            runtime.block_on(daemon::run(cli.run))
-        }
+        Some(cli::Command::Tool(_)) => Ok(()),
+        None => service::run_daemon::<cli::Cli, _>(&runtime, cli.run.log.clone(), loaded.argv, |reloader, log| {
+            daemon::run(cli.run, reloader, log)
+        }),
     };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            // The log subscriber may not be installed (status), so print as well as log.
-            tracing::error!("{e:#}");
-            eprintln!("pimwatch: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    service::finish("pimwatch", result)
 }

@@ -1,33 +1,14 @@
 //! `pimwatch status`: asks the running daemon over its control socket and prints tables (or
 //! the JSON as is).
 
-use anyhow::Context;
-use mcast_daemon::table::{render, timer};
+use mcast_daemon::status::cell::{secs, split_sg, text};
+use mcast_daemon::table::render;
 use serde_json::Value;
 
 use crate::cli::StatusArgs;
 
 pub async fn show(args: StatusArgs) -> anyhow::Result<()> {
-    let path = args.runtime_dir.join("pimwatch.sock");
-    let status = mcast_daemon::request(&path, "status").await.context("is pimwatch running?")?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-    } else {
-        print!("{}", render_text(&status));
-    }
-    Ok(())
-}
-
-fn secs(v: &Value) -> String {
-    timer(v.as_f64().map(|s| s.ceil() as u64))
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_owned(),
-        other => other.to_string(),
-    }
+    mcast_daemon::status::show(&args.runtime_dir.join("pimwatch.sock"), "pimwatch", args.json, render_text).await
 }
 
 /// Renders the status JSON as the tables an operator reads: interfaces, neighbours, joined
@@ -88,9 +69,7 @@ pub fn render_text(status: &Value) -> String {
                 .unwrap_or(&empty)
                 .iter()
                 .map(|sg| {
-                    let (source, group) = text(&sg["sg"])
-                        .split_once(',')
-                        .map_or_else(|| ("?".to_owned(), "?".to_owned()), |(s, g)| (s.to_owned(), g.to_owned()));
+                    let (source, group) = split_sg(&sg["sg"]);
                     let state = match sg["state"].as_str() {
                         Some("join") if sg["restored"] == true => "J (restored)",
                         Some("join") => "J",
@@ -118,9 +97,7 @@ pub fn render_text(status: &Value) -> String {
             .unwrap_or(&empty)
             .iter()
             .map(|f| {
-                let (source, group) = text(&f["sg"])
-                    .split_once(',')
-                    .map_or_else(|| ("?".to_owned(), "?".to_owned()), |(s, g)| (s.to_owned(), g.to_owned()));
+                let (source, group) = split_sg(&f["sg"]);
                 let oifs: Vec<String> = f["oifs"].as_array().unwrap_or(&empty).iter().map(text).collect();
                 vec![
                     source,
