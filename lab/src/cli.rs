@@ -12,6 +12,7 @@ use crate::dorms::{self, DormsServerArgs};
 use crate::down::{self, DownOptions};
 use crate::flood::{self, FloodArgs};
 use crate::httpget::{self, HttpGetArgs};
+use crate::pim6router::{self, Pim6RouterArgs};
 use crate::pimstub::{self, PimHelloArgs};
 use crate::runner::{self, RunOptions};
 use crate::scenario;
@@ -107,6 +108,8 @@ pub enum Cmd {
     Recv(RecvArgs),
     /// A minimal upstream PIM neighbour: Hellos, and a log of decoded Join/Prunes.
     PimHello(PimHelloArgs),
+    /// The IPv6 half of the access router: MLDv2 querier downstream, PIM6 (S,G) Joins upstream, MFC6.
+    Pim6Router(Pim6RouterArgs),
     /// The lab's authoritative DNS server (AMTRELAY zones), reloading changed zone files.
     DnsServer(DnsServerArgs),
     /// Run benchmarks in fresh labs (default: all: join, leave, gateway, relay, scale, cbacc,
@@ -233,6 +236,10 @@ pub fn main_with(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::PimHello(args) => {
             pimstub::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Pim6Router(args) => {
+            pim6router::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::DnsServer(args) => {

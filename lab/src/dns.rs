@@ -20,6 +20,7 @@ use crate::util::Dur;
 /// The built-in lab zones (lab/zones/): file name and text.
 pub const LAB_ZONES: &[(&str, &str)] = &[
     ("100.51.198.in-addr.arpa.zone", include_str!("../zones/100.51.198.in-addr.arpa.zone")),
+    ("0.0.1.0.8.b.d.0.1.0.0.2.ip6.arpa.zone", include_str!("../zones/0.0.1.0.8.b.d.0.1.0.0.2.ip6.arpa.zone")),
     ("example.net.zone", include_str!("../zones/example.net.zone")),
     ("example.com.zone", include_str!("../zones/example.com.zone")),
 ];

@@ -83,8 +83,17 @@ mod tests {
     #[test]
     fn lab_flows_parse() {
         let flows = mcast_labdorms::Flows::parse(LAB_FLOWS).unwrap();
-        assert_eq!(flows.flows.len(), 3);
-        let total: u64 = flows.flows.iter().map(|f| f.max_speed.unwrap()).sum();
-        assert!(total * 1000 > 10 * 1024 * 1024, "the lab flows exceed the lab cap of 10Mibit/s");
+        assert_eq!(flows.flows.len(), 7);
+        // The worked example (IPv4) and the IPv6 flows each exceed the lab cap of 10Mibit/s.
+        for v4 in [true, false] {
+            let total: u64 = flows
+                .flows
+                .iter()
+                .filter(|f| f.source.is_ipv4() == v4)
+                .filter(|f| f.source != "198.51.100.40".parse::<std::net::IpAddr>().unwrap())
+                .map(|f| f.max_speed.unwrap())
+                .sum();
+            assert!(total * 1000 > 10 * 1024 * 1024, "the lab flows (IPv4: {v4}) exceed the lab cap of 10Mibit/s");
+        }
     }
 }

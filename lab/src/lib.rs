@@ -4,6 +4,7 @@
 //! * [`netns`], [`process`], [`frr`], [`lab`]: building a run (namespaces, links, FRR,
 //!   services) and tearing it down; [`state`] and [`down`]: crash-proof bookkeeping.
 //! * [`traffic`]: the `send` and `recv` tools; [`pimstub`]: the minimal PIM neighbour;
+//!   [`pim6router`]: the scripted PIM6/MLDv2 access router (FRR here has no pim6d);
 //!   [`dns`]: the lab's DNS server; [`dorms`]: the lab's DORMS server; [`flood`]: hostile
 //!   input; [`watchfile`]: a joinfile watcher that proves it is never empty or half-written.
 //! * [`scenario`], [`runner`], [`capture`]: scenario files and the runner.
@@ -20,6 +21,7 @@ pub mod frr;
 pub mod httpget;
 pub mod lab;
 pub mod netns;
+pub mod pim6router;
 pub mod pimstub;
 pub mod process;
 pub mod runner;

@@ -403,7 +403,12 @@ mod tests {
         assert!(ing.contains("addr add 198.51.100.200/32 dev down0\n"), "{ing}");
         let sw = plan.node_batch(SWITCH);
         assert!(sw.contains("link set dev rcvlan-acc master br-rcvlan\n"));
-        assert_eq!(plan.route_batch("ing"), "route add default via 192.0.2.1\nroute add 10.7.1.0/24 via 10.9.1.1\n");
+        assert!(ing.contains("addr add 2001:db8:9:1::2/64 dev down0 nodad\n"), "{ing}");
+        assert_eq!(
+            plan.route_batch("ing"),
+            "route add default via 192.0.2.1\nroute add 10.7.1.0/24 via 10.9.1.1\n\
+             route add ::/0 via 2001:db8:2::1\nroute add 2001:db8:7:1::/64 via 2001:db8:9:1::1\n"
+        );
         for l in g.lines().chain(sw.lines()) {
             for w in l.split_whitespace() {
                 if l.starts_with("link add") && (w.starts_with("br-") || w.contains("lan-")) {

@@ -83,6 +83,15 @@ impl TunSetup {
         if let Err(e) = tun.disable_rp_filter() {
             warn!(tun = %self.name, error = %e, "cannot turn rp_filter off on the native interface");
         }
+        // IPv6 data (P = 1 tunnels) is dropped on a device with IPv6 disabled, which a new TUN
+        // is where net.ipv6.conf.default.disable_ipv6 = 1.
+        match tun.enable_ipv6() {
+            Ok(true) => info!(tun = %self.name, "IPv6 was disabled on the native interface (conf/default); enabled it"),
+            Ok(false) => {}
+            Err(e) => {
+                warn!(tun = %self.name, error = %e, "cannot enable IPv6 on the native interface; IPv6 data would be dropped")
+            }
+        }
         Ok((tun, vnet))
     }
 }

@@ -9,9 +9,13 @@
 //!   the device is the maximum of `conf/all/rp_filter` and `conf/<dev>/rp_filter`, so
 //!   [`Tun::disable_rp_filter`] sets the device's to 0 and warns when `all` is not 0 (changing
 //!   `all` is left to the caller: [`set_rp_filter`]`("all", 0)`);
-//! * the packets' TTL must be at least 2 (the forwarding decrements it; the VIF threshold is 1).
+//! * the packets' TTL must be at least 2 (the forwarding decrements it; the VIF threshold is 1);
+//! * for IPv6, the device must not have IPv6 disabled: a new device takes
+//!   `conf/default/disable_ipv6`, and where that is 1 the kernel discards every IPv6 packet
+//!   written into it (RFC 8200 processing never starts; counted as `Ip6InDiscards`), so
+//!   [`Tun::enable_ipv6`] sets the device's to 0.
 //!
-//! No address is needed on the TUN for forwarding (VIFs are added by ifindex).
+//! No address is needed on the TUN for forwarding (VIFs and MIFs are added by ifindex).
 
 use core::ffi::{c_int, c_short, c_ulong};
 use std::fs::{File, OpenOptions};
@@ -110,6 +114,25 @@ pub fn set_rp_filter(name: &str, value: u8) -> io::Result<()> {
     std::fs::write(rp_filter_path(name)?, format!("{value}\n"))
 }
 
+fn disable_ipv6_path(name: &str) -> io::Result<String> {
+    ifname(name)?;
+    Ok(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"))
+}
+
+/// Reads `net.ipv6.conf.<name>.disable_ipv6` of the current network namespace; `None` when the
+/// kernel has no IPv6 (the file does not exist).
+pub fn ipv6_disabled(name: &str) -> io::Result<Option<bool>> {
+    match std::fs::read_to_string(disable_ipv6_path(name)?) {
+        Ok(text) => match text.trim() {
+            "0" => Ok(Some(false)),
+            "1" => Ok(Some(true)),
+            other => Err(io::Error::new(io::ErrorKind::InvalidData, format!("disable_ipv6 is {other:?}"))),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// A TUN device, open and attached. Closing it detaches; a non-persistent device is then
 /// deleted by the kernel.
 #[derive(Debug)]
@@ -192,6 +215,18 @@ impl Tun {
             );
         }
         Ok(all)
+    }
+
+    /// Makes sure IPv6 packets written into the device are processed: sets
+    /// `net.ipv6.conf.<dev>.disable_ipv6` to 0 if it is 1 (inherited from `conf/default`).
+    /// Returns whether it changed anything; `Ok(false)` also when the kernel has no IPv6.
+    /// Needs `CAP_NET_ADMIN` (as the device itself does).
+    pub fn enable_ipv6(&self) -> io::Result<bool> {
+        if ipv6_disabled(&self.name)? != Some(true) {
+            return Ok(false);
+        }
+        std::fs::write(disable_ipv6_path(&self.name)?, "0\n")?;
+        Ok(true)
     }
 
     /// Sets or clears `O_NONBLOCK`.
