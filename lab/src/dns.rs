@@ -28,9 +28,10 @@ pub const LAB_ZONES: &[(&str, &str)] = &[
 /// Options of `mcast-lab dns-server`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DnsServerArgs {
-    /// UDP and TCP address to serve on.
+    /// UDP and TCP address to serve on (repeatable: one server per address, e.g. the node's
+    /// IPv4 and IPv6 addresses, all serving the same zones).
     #[arg(long, default_value = "127.0.0.1:53")]
-    pub listen: SocketAddr,
+    pub listen: Vec<SocketAddr>,
     /// Directory of zone files (`*.zone`, one zone each); files may be added, rewritten, removed.
     #[arg(long)]
     pub zone_dir: Vec<PathBuf>,
@@ -84,26 +85,39 @@ pub fn run(args: &DnsServerArgs) -> Result<()> {
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let options = Options {
-            listen: args.listen,
-            zone_files: args.zone.clone(),
-            zone_dirs: args.zone_dir.clone(),
-            watch_interval: Some(args.watch_interval.0),
-        };
-        let mut dns = LabDns::start(options).await?;
-        let zones: Vec<String> = dns.zones().iter().map(ToString::to_string).collect();
-        eprintln!("dns-server: serving {} on {} (udp+tcp)", zones.join(", "), dns.local_addr());
+        let mut servers = Vec::new();
+        for &listen in &args.listen {
+            let options = Options {
+                listen,
+                zone_files: args.zone.clone(),
+                zone_dirs: args.zone_dir.clone(),
+                watch_interval: Some(args.watch_interval.0),
+            };
+            let dns = LabDns::start(options).await?;
+            let zones: Vec<String> = dns.zones().iter().map(ToString::to_string).collect();
+            eprintln!("dns-server: serving {} on {} (udp+tcp)", zones.join(", "), dns.local_addr());
+            servers.push(dns);
+        }
         while !signals::stop_requested() {
             tokio::time::sleep(Duration::from_millis(50)).await;
             if HUP.swap(false, Ordering::SeqCst) {
-                let report = dns.reload();
-                eprintln!("dns-server: SIGHUP: {} zones, {} errors", report.zones.len(), report.errors.len());
-                for e in &report.errors {
-                    eprintln!("dns-server: {e}");
+                for dns in &mut servers {
+                    let report = dns.reload();
+                    eprintln!(
+                        "dns-server: SIGHUP ({}): {} zones, {} errors",
+                        dns.local_addr(),
+                        report.zones.len(),
+                        report.errors.len()
+                    );
+                    for e in &report.errors {
+                        eprintln!("dns-server: {e}");
+                    }
                 }
             }
         }
-        dns.stop().await;
+        for dns in &mut servers {
+            dns.stop().await;
+        }
         eprintln!("dns-server: stopped");
         anyhow::Ok(())
     })

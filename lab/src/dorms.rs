@@ -22,9 +22,10 @@ pub const LAB_FLOWS: &str = include_str!("../dorms-flows.toml");
 /// Options of `mcast-lab dorms-server`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DormsServerArgs {
-    /// TCP address to serve HTTPS on.
+    /// TCP address to serve HTTPS on (repeatable: one server per address, e.g. the node's IPv4
+    /// and IPv6 addresses, all serving the same flows).
     #[arg(long, default_value = "127.0.0.1:8443")]
-    pub listen: SocketAddr,
+    pub listen: Vec<SocketAddr>,
     /// The flows file (TOML or JSON; missing: no flows).
     #[arg(long)]
     pub flows: PathBuf,
@@ -53,24 +54,30 @@ pub fn run(args: &DormsServerArgs) -> Result<()> {
     let tls = identity.server_config()?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let mut server = LabDorms::start(Options {
-            listen: args.listen,
-            flows_file: args.flows.clone(),
-            tls,
-            watch_interval: args.watch_interval.0,
-        })
-        .await?;
-        eprintln!(
-            "dorms-server: https://{} for {} ({} flows), CA {}",
-            server.local_addr(),
-            args.names.join(", "),
-            server.flows().flows.len(),
-            args.ca_dir.join("ca.pem").display()
-        );
+        let mut servers = Vec::new();
+        for &listen in &args.listen {
+            let server = LabDorms::start(Options {
+                listen,
+                flows_file: args.flows.clone(),
+                tls: tls.clone(),
+                watch_interval: args.watch_interval.0,
+            })
+            .await?;
+            eprintln!(
+                "dorms-server: https://{} for {} ({} flows), CA {}",
+                server.local_addr(),
+                args.names.join(", "),
+                server.flows().flows.len(),
+                args.ca_dir.join("ca.pem").display()
+            );
+            servers.push(server);
+        }
         while !signals::stop_requested() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        server.stop().await;
+        for server in &mut servers {
+            server.stop().await;
+        }
         eprintln!("dorms-server: stopped");
         anyhow::Ok(())
     })
