@@ -604,6 +604,66 @@ impl Engine {
         Ok(())
     }
 
+    /// Applies a new configuration at run time (pimwatch's SIGHUP), keeping neighbours, GenIDs
+    /// and downstream state.
+    ///
+    /// * Hello options changed (Holdtime, DR Priority, LAN Prune Delay): a Hello with the new
+    ///   options at once on every interface that has sent one, so neighbours use them now
+    ///   rather than at the next periodic Hello (the same reasoning as RFC 7761 §4.3.1's
+    ///   immediate Hello on an address change), and the DR is elected again.
+    /// * Hello_Period or its jitter changed: the next periodic Hello is rescheduled from now.
+    /// * SSM ranges narrowed: downstream state for groups now outside them is removed
+    ///   (`InterfacePrune { reason: Reconfigured }`, then `Left`), as if it had never been
+    ///   accepted; Joins for those groups are dropped as `NotSsm` from now on.
+    /// * A lower `max_joined_sgs` or `max_neighbors` limits what is added from now on; nothing
+    ///   held is dropped for it.
+    ///
+    /// An invalid configuration is refused and the running one stays.
+    pub fn reconfigure(&mut self, config: Config, now: Instant) -> Result<(), ConfigError> {
+        config.validate()?;
+        self.handle_timeout(now);
+        let old = std::mem::replace(&mut self.config, config);
+        let hello_changed = old.hello_holdtime != self.config.hello_holdtime
+            || old.dr_priority != self.config.dr_priority
+            || old.propagation_delay != self.config.propagation_delay
+            || old.override_interval != self.config.override_interval
+            || old.t_bit != self.config.t_bit;
+        let period_changed =
+            old.hello_period != self.config.hello_period || old.hello_jitter != self.config.hello_jitter;
+        let ids: Vec<InterfaceId> = self.interfaces.keys().copied().collect();
+        for id in ids {
+            let interval = self.periodic_interval();
+            let Some(iface) = self.interfaces.get_mut(&id) else { continue };
+            if !self.shut_down && iface.hello_sent {
+                if hello_changed {
+                    self.out.hello(&self.config, id, iface, self.config.hello_holdtime_secs());
+                }
+                if hello_changed || period_changed {
+                    self.timers.set(&mut iface.hello_at, now.checked_add(interval), Timer::Hello(id));
+                }
+            }
+            if hello_changed {
+                self.out.update_dr(&self.config, id, iface);
+            }
+            if old.ssm_ranges != self.config.ssm_ranges {
+                let outside: Vec<SourceGroup> =
+                    iface.downstream.keys().filter(|sg| !self.config.is_ssm(&sg.group)).copied().collect();
+                for sg in outside {
+                    let Some(mut ds) = iface.downstream.remove(&sg) else { continue };
+                    self.timers.set(&mut ds.expires, None, Timer::Expiry(id, sg));
+                    self.timers.set(&mut ds.ppt, None, Timer::PrunePending(id, sg));
+                    if let Some(pending) = self.pending_echo.get_mut(&id) {
+                        pending.remove(&sg);
+                    }
+                    self.out.event(Event::InterfacePrune { interface: id, sg, reason: PruneReason::Reconfigured });
+                    self.union.remove(sg, &mut self.out);
+                }
+            }
+        }
+        self.handle_timeout(now);
+        Ok(())
+    }
+
     /// Shuts PIM down: queues a goodbye Hello (Holdtime 0) on every interface so neighbours
     /// drop us at once (RFC 7761 §4.3.1, §4.9.2) and stops all Hellos. Downstream state is
     /// kept and no `Left` events are produced: the joinfile must survive a restart (see

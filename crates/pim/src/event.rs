@@ -40,6 +40,9 @@ pub enum NeighborDownReason {
     Goodbye,
     /// We removed the interface.
     InterfaceRemoved,
+    /// A new configuration ([`crate::Engine::reconfigure`]) no longer accepts the (S,G): its
+    /// group is outside the SSM ranges now.
+    Reconfigured,
 }
 
 /// Why an interface left the outgoing list of an (S,G) (downstream state went to NoInfo).
@@ -56,6 +59,9 @@ pub enum PruneReason {
     RestoreExpired,
     /// We removed the interface.
     InterfaceRemoved,
+    /// A new configuration ([`crate::Engine::reconfigure`]) no longer accepts the (S,G): its
+    /// group is outside the SSM ranges now.
+    Reconfigured,
 }
 
 /// Something that happened. Every variant is worth a log line; the forwarding-relevant ones

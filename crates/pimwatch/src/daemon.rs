@@ -60,11 +60,20 @@ struct Daemon {
     log: LogHandle,
 }
 
+/// The options SIGHUP applies without a restart (besides the log level): the PIM engine's.
+const RELOADABLE: &[&str] =
+    &["ssm-range", "hello-period", "hello-holdtime", "triggered-hello-delay", "dr-priority", "max-sgs"];
+
 /// Checks everything the daemon would refuse at start, without touching the system
 /// (`--check-config`, and at start and reload), and returns the PIM configuration.
 pub fn validate(args: &RunArgs) -> anyhow::Result<Config> {
+    validate_for(args, args.ipv6)
+}
+
+/// [`validate`] with the PIM settings made for IPv6 on or off (a reload keeps the running one).
+fn validate_for(args: &RunArgs, ipv6: bool) -> anyhow::Result<Config> {
     mcast_daemon::logging::validate_filter(&args.log.log_level)?;
-    let families = if args.ipv6 { vec![Family::Ipv4, Family::Ipv6] } else { vec![Family::Ipv4] };
+    let families = if ipv6 { vec![Family::Ipv4, Family::Ipv6] } else { vec![Family::Ipv4] };
     let mut config = Config {
         hello_period: args.hello_period,
         triggered_hello_delay: args.triggered_hello_delay,
@@ -569,13 +578,32 @@ impl Daemon {
         }
     }
 
-    /// SIGHUP: the log filter is all that changes at run time (interfaces, ranges and timers
-    /// shape the PIM state and need a restart).
+    /// SIGHUP: the log filter and the PIM engine's settings ([`RELOADABLE`]) change at run
+    /// time, keeping neighbours, GenIDs and joined (S,G)s (`Engine::reconfigure`: new Hello
+    /// options are announced at once; (S,G)s outside narrowed SSM ranges are dropped).
+    /// Interfaces, the joinfile, IPv6 and forwarding shape sockets and files: a restart.
     fn reload(&mut self) {
-        let checked = self.reloader.reload_checked(&self.log, |c: &crate::cli::Cli| &c.run.log, |c| validate(&c.run));
-        if let Some((reload, _)) = checked {
-            self.reloader.applied(&reload, &[]);
+        let running_ipv6 = self.args.ipv6;
+        // IPv6 needs a restart: the new PIM settings are made for the running families.
+        let checked = self.reloader.reload_checked(
+            &self.log,
+            |c: &crate::cli::Cli| &c.run.log,
+            |c| validate_for(&c.run, running_ipv6),
+        );
+        let Some((reload, config)) = checked else { return };
+        if RELOADABLE.iter().any(|o| reload.changed(o)) {
+            if let Err(e) = self.engine.reconfigure(config, Instant::now()) {
+                return error!(error = %e, "reload rejected; the configuration stays as it was");
+            }
+            let new = &reload.cli.run;
+            self.args.ssm_ranges = new.ssm_ranges.clone();
+            self.args.hello_period = new.hello_period;
+            self.args.hello_holdtime = new.hello_holdtime;
+            self.args.triggered_hello_delay = new.triggered_hello_delay;
+            self.args.dr_priority = new.dr_priority;
+            self.args.max_sgs = new.max_sgs;
         }
+        self.reloader.applied(&reload, RELOADABLE);
     }
 
     fn refresh_metrics(&self) {
