@@ -457,6 +457,18 @@ impl Manager {
         }
     }
 
+    /// DNS says `source` has no relay to use (type 0, or no usable record) until `until`: it
+    /// leaves its tunnel, if any, and the problem is logged under `key`.
+    fn no_tunnel(&mut self, source: IpAddr, until: Instant, now: Instant, key: &str, message: &str) {
+        let dropped = self.detach(source);
+        let detail = format!(
+            "asking DNS again in {}{}",
+            secs(until.saturating_duration_since(now)),
+            dropped.map(|r| format!("; left relay {r}")).unwrap_or_default()
+        );
+        self.problem(source, key.into(), message, &detail);
+    }
+
     fn drain_discovery(&mut self, now: Instant) {
         while let Some(event) = self.discovery.poll_event() {
             match event {
@@ -480,34 +492,20 @@ impl Manager {
                     warn!(%source, from = %from, to = %to.relay, "source moves to another relay");
                     self.attach(source, to, now);
                 }
-                DiscoveryEvent::NoRelay { source, until, .. } => {
-                    let dropped = self.detach(source);
-                    let detail = format!(
-                        "asking DNS again in {}{}",
-                        secs(until.saturating_duration_since(now)),
-                        dropped.map(|r| format!("; left relay {r}")).unwrap_or_default()
-                    );
-                    self.problem(
-                        source,
-                        "no-relay".into(),
-                        "type-0 AMTRELAY record: no AMT relay for this source, not ingested",
-                        &detail,
-                    );
-                }
-                DiscoveryEvent::NoRecords { source, until, .. } => {
-                    let dropped = self.detach(source);
-                    let detail = format!(
-                        "asking DNS again in {}{}",
-                        secs(until.saturating_duration_since(now)),
-                        dropped.map(|r| format!("; left relay {r}")).unwrap_or_default()
-                    );
-                    self.problem(
-                        source,
-                        "no-records".into(),
-                        "no usable AMTRELAY record for this source (NXDOMAIN/NODATA): no tunnel",
-                        &detail,
-                    );
-                }
+                DiscoveryEvent::NoRelay { source, until, .. } => self.no_tunnel(
+                    source,
+                    until,
+                    now,
+                    "no-relay",
+                    "type-0 AMTRELAY record: no AMT relay for this source, not ingested",
+                ),
+                DiscoveryEvent::NoRecords { source, until, .. } => self.no_tunnel(
+                    source,
+                    until,
+                    now,
+                    "no-records",
+                    "no usable AMTRELAY record for this source (NXDOMAIN/NODATA): no tunnel",
+                ),
                 DiscoveryEvent::LookupFailed { source, error, retry_at, keeping } => {
                     let detail = format!(
                         "{error}; retrying in {}{}",
