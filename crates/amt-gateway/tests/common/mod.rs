@@ -1,109 +1,23 @@
-//! Test harness: anonymous network namespaces held by file descriptors (nothing named, nothing
-//! left behind by a failing test), and a scripted AMT relay built from the wire codec.
+//! Test harness: mcast-testkit's anonymous network namespaces, and a scripted AMT relay built
+//! from the wire codec.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
-use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mcast_amt::membership::{self, Family, GroupRecord};
 use mcast_wire::amt::Repr;
 use mcast_wire::{IpProtocol, SourceGroup, ipv4, udp};
-use nix::sched::{CloneFlags, setns, unshare};
 use socket2::{Domain, Protocol, Socket, Type};
 
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
+pub use mcast_testkit::netns::{Netns, veth};
 
 #[macro_export]
 macro_rules! require_root {
     () => {
-        if !common::is_root() {
-            eprintln!("SKIP {}: needs root (network namespaces, veth and TUN devices)", module_path!());
-            return;
-        }
+        mcast_testkit::require_root!()
     };
-}
-
-/// An anonymous network namespace.
-#[derive(Debug)]
-pub struct Netns {
-    fd: File,
-    label: &'static str,
-}
-
-impl Netns {
-    pub fn new(label: &'static str) -> Netns {
-        let fd = std::thread::spawn(|| {
-            unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
-            File::open("/proc/thread-self/ns/net").expect("open netns")
-        })
-        .join()
-        .expect("netns thread");
-        let ns = Netns { fd, label };
-        ns.ip("link set lo up");
-        ns.sysctl("net/ipv4/conf/all/rp_filter", "0");
-        ns.sysctl("net/ipv4/conf/default/rp_filter", "0");
-        ns.sysctl("net/ipv6/conf/all/accept_dad", "0");
-        ns.sysctl("net/ipv6/conf/default/accept_dad", "0");
-        ns
-    }
-
-    /// Runs `f` on a thread inside the namespace.
-    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                setns(&self.fd, CloneFlags::CLONE_NEWNET).expect("setns");
-                f()
-            })
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e))
-        })
-    }
-
-    /// Enters the namespace on the calling thread for good (for dedicated threads).
-    pub fn enter(&self) {
-        setns(&self.fd, CloneFlags::CLONE_NEWNET).expect("setns");
-    }
-
-    pub fn path(&self) -> String {
-        format!("/proc/{}/fd/{}", std::process::id(), self.fd.as_raw_fd())
-    }
-
-    pub fn ip(&self, args: &str) {
-        let out = self.run(|| Command::new("ip").args(args.split_whitespace()).output().expect("run ip"));
-        assert!(out.status.success(), "[{}] ip {args}: {}", self.label, String::from_utf8_lossy(&out.stderr));
-    }
-
-    pub fn sysctl(&self, key: &str, value: &str) {
-        self.run(|| std::fs::write(format!("/proc/sys/{key}"), value))
-            .unwrap_or_else(|e| panic!("[{}] sysctl {key}={value}: {e}", self.label));
-    }
-
-    /// The namespace's /proc/net/FILE.
-    pub fn proc_net(&self, file: &str) -> String {
-        self.run(|| std::fs::read_to_string(format!("/proc/thread-self/net/{file}"))).expect("read /proc/net")
-    }
-
-    /// RX packets of `dev` from /proc/net/dev.
-    pub fn rx_packets(&self, dev: &str) -> u64 {
-        let text = self.proc_net("dev");
-        let line =
-            text.lines().find(|l| l.trim_start().starts_with(&format!("{dev}:"))).expect("device in /proc/net/dev");
-        let fields: Vec<&str> = line.split(':').nth(1).unwrap().split_whitespace().collect();
-        fields[1].parse().unwrap()
-    }
-}
-
-/// A veth pair `a` (in `ns_a`) — `b` (in `ns_b`), both up.
-pub fn veth(ns_a: &Netns, a: &str, ns_b: &Netns, b: &str) {
-    ns_a.ip(&format!("link add {a} type veth peer name {b} netns {}", ns_b.path()));
-    ns_a.ip(&format!("link set {a} up"));
-    ns_b.ip(&format!("link set {b} up"));
 }
 
 /// A scripted relay: a UDP socket on port 2268 answering by hand.
