@@ -818,6 +818,40 @@ impl Drop for Senders {
 // ---- the daemon --------------------------------------------------------------------------------
 
 /// `status` over a daemon's control socket.
+/// Starts the benchmarks' driad-ingest on `ing` (run key `bench:driad`, as nobody, log in
+/// `{ing}/driad-bench.log`), following `joinfile` and asking the lab DNS; returns its pid and
+/// control socket once the socket answers.
+fn spawn_driad(lab: &mut Lab, joinfile: &Path, log_level: &str) -> Result<(u32, PathBuf)> {
+    let bin = lab.bin_dir().to_path_buf();
+    let ing = lab.node_dir("ing");
+    let runtime = ing.join("driad-bench");
+    let sock = runtime.join("driad-ingest.sock");
+    let argv: Vec<String> = [
+        bin.join("driad-ingest").display().to_string(),
+        "--joinfile".into(),
+        joinfile.display().to_string(),
+        "--native-interface".into(),
+        "amt0".into(),
+        "--nameserver".into(),
+        DNS.into(),
+        "--runtime-dir".into(),
+        runtime.display().to_string(),
+        "--log-level".into(),
+        log_level.into(),
+    ]
+    .into();
+    let spec = SpawnSpec {
+        argv,
+        log: Some(ing.join("driad-bench.log")),
+        user: Some("nobody".into()),
+        caps: vec!["net_admin".into(), "net_raw".into()],
+        ..Default::default()
+    };
+    let pid = lab.spawn("bench:driad", "ing", &spec)?;
+    wait_until("driad-ingest's control socket", Duration::from_secs(10), || Ok(daemon_status(&sock).is_ok()))?;
+    Ok((pid, sock))
+}
+
 fn daemon_status(sock: &Path) -> Result<serde_json::Value> {
     daemon_command(sock, "status")
 }
@@ -1212,34 +1246,8 @@ fn joinfile_part(
     senders: &Senders,
     up: &Sniffer,
 ) -> Result<Vec<(String, Samples, Option<f64>)>> {
-    let bin = lab.bin_dir().to_path_buf();
-    let ing = lab.node_dir("ing");
-    let joinfile = ing.join("bench.sgs");
-    let runtime = ing.join("driad-bench");
-    let sock = runtime.join("driad-ingest.sock");
-    let argv: Vec<String> = [
-        bin.join("driad-ingest").display().to_string(),
-        "--joinfile".into(),
-        joinfile.display().to_string(),
-        "--native-interface".into(),
-        "amt0".into(),
-        "--nameserver".into(),
-        DNS.into(),
-        "--runtime-dir".into(),
-        runtime.display().to_string(),
-        "--log-level".into(),
-        "info".into(),
-    ]
-    .into();
-    let spec = SpawnSpec {
-        argv,
-        log: Some(ing.join("driad-bench.log")),
-        user: Some("nobody".into()),
-        caps: vec!["net_admin".into(), "net_raw".into()],
-        ..Default::default()
-    };
-    lab.spawn("bench:driad", "ing", &spec)?;
-    wait_until("driad-ingest's control socket", Duration::from_secs(10), || Ok(daemon_status(&sock).is_ok()))?;
+    let joinfile = lab.node_dir("ing").join("bench.sgs");
+    let (_, sock) = spawn_driad(lab, &joinfile, "info")?;
     let tun = Sniffer::start(&lab.ns_name("ing"), "amt0")?;
     let results = joinfile_samples(lab, args, senders, up, &tun, &sock, &joinfile)?;
     drop(tun);

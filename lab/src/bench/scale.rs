@@ -21,7 +21,7 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use super::throughput::{machine_busy, process_cpu, process_mem_mib};
-use super::{BenchArgs, DNS, Figure, Goal, Sniffer, amt, daemon_command, wait_until};
+use super::{BenchArgs, Figure, Goal, Sniffer, amt, daemon_command, spawn_driad, wait_until};
 use crate::lab::{Lab, LabOptions, SpawnSpec};
 use crate::signals;
 use crate::topology::Topology;
@@ -159,32 +159,7 @@ fn run_in(lab: &mut Lab, args: &BenchArgs) -> Result<Vec<Figure>> {
     let ing = lab.node_dir("ing");
     let joinfile = ing.join("bench.sgs");
     write_joinfile(&joinfile, &[])?;
-    let runtime = ing.join("driad-bench");
-    let sock = runtime.join("driad-ingest.sock");
-    let argv: Vec<String> = vec![
-        bin.join("driad-ingest").display().to_string(),
-        "--joinfile".into(),
-        joinfile.display().to_string(),
-        "--native-interface".into(),
-        "amt0".into(),
-        "--nameserver".into(),
-        DNS.into(),
-        "--runtime-dir".into(),
-        runtime.display().to_string(),
-        "--log-level".into(),
-        "warn".into(),
-    ];
-    let spec = SpawnSpec {
-        argv,
-        log: Some(ing.join("driad-bench.log")),
-        user: Some("nobody".into()),
-        caps: vec!["net_admin".into(), "net_raw".into()],
-        ..Default::default()
-    };
-    let pid = lab.spawn("bench:driad", "ing", &spec)?;
-    wait_until("driad-ingest's control socket", Duration::from_secs(10), || {
-        Ok(daemon_command(&sock, "summary").is_ok())
-    })?;
+    let (pid, sock) = spawn_driad(lab, &joinfile, "warn")?;
     std::thread::sleep(Duration::from_millis(500));
     let rss_start = process_mem_mib(pid, "VmRSS")?;
 

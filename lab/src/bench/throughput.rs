@@ -42,7 +42,7 @@ use mcast_wire::igmp::RecordType;
 use nix::sched::{CloneFlags, setns};
 use nix::sys::signal::Signal;
 
-use super::{BenchArgs, DNS, Figure, Goal, PORT, RELAY1, daemon_status, wait_until};
+use super::{BenchArgs, Figure, Goal, PORT, RELAY1, daemon_status, spawn_driad, wait_until};
 use crate::lab::{Lab, LabOptions, SpawnSpec};
 use crate::signals;
 use crate::topology::Topology;
@@ -625,7 +625,6 @@ fn scripted_relay(sock: UdpSocket, stop: Arc<AtomicBool>) -> JoinHandle<()> {
 }
 
 fn gateway_in(lab: &mut Lab, args: &BenchArgs) -> Result<Vec<Figure>> {
-    let bin = lab.bin_dir().to_path_buf();
     // The source's AMTRELAY record (relay1, D = 1) and the DNS server.
     let zones = lab.node_dir("dns").join("zones");
     std::fs::create_dir_all(&zones)?;
@@ -646,33 +645,9 @@ fn gateway_in(lab: &mut Lab, args: &BenchArgs) -> Result<Vec<Figure>> {
     let relay_thread = scripted_relay(relay_sock.try_clone()?, stop.clone());
 
     // driad-ingest on a joinfile with the one (S,G).
-    let ing = lab.node_dir("ing");
-    let joinfile = ing.join("bench.sgs");
+    let joinfile = lab.node_dir("ing").join("bench.sgs");
     std::fs::write(&joinfile, format!("{GW_SOURCE},{GW_GROUP}\n"))?;
-    let runtime = ing.join("driad-bench");
-    let sock = runtime.join("driad-ingest.sock");
-    let argv: Vec<String> = vec![
-        bin.join("driad-ingest").display().to_string(),
-        "--joinfile".into(),
-        joinfile.display().to_string(),
-        "--native-interface".into(),
-        "amt0".into(),
-        "--nameserver".into(),
-        DNS.into(),
-        "--runtime-dir".into(),
-        runtime.display().to_string(),
-        "--log-level".into(),
-        "info".into(),
-    ];
-    let spec = SpawnSpec {
-        argv,
-        log: Some(ing.join("driad-bench.log")),
-        user: Some("nobody".into()),
-        caps: vec!["net_admin".into(), "net_raw".into()],
-        ..Default::default()
-    };
-    let pid = lab.spawn("bench:driad", "ing", &spec)?;
-    wait_until("driad-ingest's control socket", Duration::from_secs(10), || Ok(daemon_status(&sock).is_ok()))?;
+    let (pid, sock) = spawn_driad(lab, &joinfile, "info")?;
     wait_until("the tunnel to the scripted relay", Duration::from_secs(10), || {
         let st = daemon_status(&sock)?;
         Ok(st["tunnels"].as_array().is_some_and(|t| t.iter().any(|t| t["phase"] == "established")))
