@@ -196,9 +196,13 @@ pub enum Action {
     Log(String),
 }
 
-/// A pending Multicast Address and Source Specific Query (RFC 3810 §7.6.3.2).
+/// A source whose timer was lowered to LLQT and is being queried (RFC 3810 §7.6.3.2). It stays
+/// here after the last query went out, until a report answers or the source timer expires: a
+/// host may answer the first query after the second was sent (its delay is random up to the
+/// Maximum Response Delay, and it is scheduled, not immediate), and that answer still counts.
 #[derive(Debug, Clone, Copy)]
 struct PendingQuery {
+    /// Queries still to send (Last Listener Query Count at the start).
     left: u8,
     next: Instant,
 }
@@ -253,7 +257,7 @@ impl Router {
     pub fn poll_timeout(&self) -> Instant {
         let mut t = self.next_hello.min(self.next_query).min(self.next_join_prune);
         t = self.listeners.values().fold(t, |t, e| t.min(*e));
-        t = self.queries.values().fold(t, |t, q| t.min(q.next));
+        t = self.queries.values().filter(|q| q.left > 0).fold(t, |t, q| t.min(q.next));
         self.neighbors.values().filter_map(|n| n.expires).fold(t, Instant::min)
     }
 
@@ -605,7 +609,6 @@ impl Router {
                 q.next = now + self.cfg.last_listener_query_interval;
             }
         }
-        self.queries.retain(|_, q| q.left > 0);
         for (group, sources) in due {
             let query = QueryV2::specific(
                 encode_code16(millis_u32(self.cfg.last_listener_query_interval)),
@@ -1177,6 +1180,34 @@ mod tests {
         r.handle_timeout(t0 + Duration::from_secs(3), &rpf, "to-ing");
         let a = drain(&mut r);
         assert!(join_prunes(&a).is_empty());
+        assert!(r.listeners().any(|sg| *sg == (S, G)));
+    }
+
+    #[test]
+    fn an_answer_after_the_last_query_still_keeps_the_channel() {
+        let t0 = Instant::now();
+        let mut r = started(t0);
+        r.handle_pim(ING_LL, &hello_from_ing(1, 105), t0, &rpf, "to-ing");
+        r.handle_mld(HOST, mld::ALL_MLDV2_ROUTERS, &report(RecordType::AllowNewSources, &[S]), t0, &rpf, "to-ing");
+        r.handle_mld(HOST, mld::ALL_MLDV2_ROUTERS, &report(RecordType::BlockOldSources, &[S]), t0, &rpf, "to-ing");
+        r.handle_timeout(t0, &rpf, "to-ing");
+        let t1 = t0 + Duration::from_secs(1);
+        r.handle_timeout(t1, &rpf, "to-ing");
+        drain(&mut r);
+        // Both queries are out; nothing more to send, so the next timer is the source timer.
+        assert_eq!(r.poll_timeout(), t0 + Duration::from_secs(2));
+        // The answer to the first query arrives just after the second was sent.
+        let t2 = t1 + Duration::from_millis(20);
+        r.handle_mld(HOST, mld::ALL_MLDV2_ROUTERS, &report(RecordType::ModeIsInclude, &[S]), t2, &rpf, "to-ing");
+        let a = drain(&mut r);
+        assert!(
+            a.iter().any(|a| matches!(a, Action::Log(l) if l.contains("still has a listener"))),
+            "the answer is recognised as one: {a:?}"
+        );
+        r.handle_timeout(t0 + Duration::from_secs(3), &rpf, "to-ing");
+        let a = drain(&mut r);
+        assert!(join_prunes(&a).is_empty());
+        assert!(!a.iter().any(|a| matches!(a, Action::SendMld { dst, .. } if *dst == G)), "no more queries");
         assert!(r.listeners().any(|sg| *sg == (S, G)));
     }
 
