@@ -5,7 +5,7 @@ mod common;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::time::Duration;
 
-use common::{Netns, recv_expect, send_until, veth, wait_for};
+use common::{Netns, receiver_v6, recv_expect, send_until, veth, wait_for};
 use mcast_mroute::{Error, ForwardingTable, MulticastRouter6, Router, UpcallKind, Vif};
 use mcast_wire::SourceGroup;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -30,18 +30,6 @@ fn lab() -> Lab {
     r.ip("-6 addr add fd00:2::1/64 dev r1 nodad");
     c.ip("-6 addr add fd00:2::2/64 dev c0 nodad");
     Lab { s, r, c }
-}
-
-fn receiver(ns: &Netns, ifindex: u32) -> UdpSocket {
-    ns.run(|| {
-        let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).unwrap();
-        s.set_only_v6(true).unwrap();
-        s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, PORT)).into()).unwrap();
-        s.join_multicast_v6(&G, ifindex).unwrap();
-        s.set_multicast_all_v6(false).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
-        UdpSocket::from(s)
-    })
 }
 
 fn sender(ns: &Netns, ifindex: u32) -> UdpSocket {
@@ -100,7 +88,7 @@ fn mifs_mfc6_forwarding_counters_and_upcalls() {
     let entry = cache.iter().find(|e| e.0 == G && e.1 == S).expect("(S,G) in /proc/net/ip6_mr_cache");
     assert_eq!((entry.2, entry.4.as_str()), (0, "1:1"));
 
-    let rx = receiver(&lab.c, lab.c.ifindex("c0"));
+    let rx = receiver_v6(&lab.c, G, lab.c.ifindex("c0"), PORT);
     let tx = sender(&lab.s, lab.s.ifindex("s0"));
     let to = SocketAddr::V6(SocketAddrV6::new(G, PORT, 0, 0));
     let got =

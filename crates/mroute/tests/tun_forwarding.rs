@@ -4,15 +4,17 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use common::{Netns, ip_mr_cache, recv_expect, ssm_receiver_v4, veth, wait_for};
+use common::{
+    Netns, inject_until_received, ip_mr_cache, receiver_v6, recv_expect, ssm_receiver_v4, udp_packet_v4, udp_packet_v6,
+    veth, wait_for,
+};
 use mcast_mroute::links::{LinkEvent, LinkWatcher};
 use mcast_mroute::tun::Tun;
 use mcast_mroute::{Family, ForwardingState, MulticastRouter, MulticastRouter6};
-use mcast_wire::{IpProtocol, SourceGroup, ipv4, ipv6, udp};
-use socket2::{Domain, Protocol, Socket, Type};
+use mcast_wire::SourceGroup;
 
 /// An off-link source: nothing in any namespace routes to it.
 const S: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
@@ -21,30 +23,7 @@ const C_ADDR: Ipv4Addr = Ipv4Addr::new(10, 200, 2, 2);
 const PORT: u16 = 5003;
 
 fn udp_v4(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, payload: &[u8]) -> Vec<u8> {
-    let mut dgram = vec![0u8; 8 + payload.len()];
-    udp::Repr { src_port: 40000, dst_port: PORT }
-        .emit_with_payload(&mut dgram, &src.into(), &dst.into(), payload)
-        .unwrap();
-    ipv4::Repr::new(src, dst, IpProtocol::UDP, ttl, dgram.len()).datagram(&dgram).unwrap()
-}
-
-fn udp_v6(src: Ipv6Addr, dst: Ipv6Addr, hops: u8, payload: &[u8]) -> Vec<u8> {
-    let mut dgram = vec![0u8; 8 + payload.len()];
-    udp::Repr { src_port: 40000, dst_port: PORT }
-        .emit_with_payload(&mut dgram, &src.into(), &dst.into(), payload)
-        .unwrap();
-    ipv6::Repr::new(src, dst, IpProtocol::UDP, hops, dgram.len()).datagram(&dgram).unwrap()
-}
-
-/// Writes `packet` into the TUN every 100 ms until C receives `payload` (3 s at most).
-fn inject_until_received(tun: &Tun, packet: &[u8], rx: &UdpSocket, payload: &[u8]) -> bool {
-    for _ in 0..30 {
-        tun.send(packet).unwrap();
-        if recv_expect(rx, payload, Duration::from_millis(100)).is_some() {
-            return true;
-        }
-    }
-    false
+    udp_packet_v4(src, dst, ttl, PORT, payload)
 }
 
 fn r_and_c() -> (Netns, Netns) {
@@ -77,7 +56,7 @@ fn ipv4_from_a_tun_is_forwarded_out_of_a_veth() {
 
     let rx = ssm_receiver_v4(&c, S, G, C_ADDR, PORT);
     assert!(
-        inject_until_received(&tun, &udp_v4(S, G, 16, b"via-tun"), &rx, b"via-tun"),
+        inject_until_received(&tun, &udp_v4(S, G, 16, b"via-tun"), &rx, b"via-tun", 30),
         "a datagram written into the TUN was not forwarded to C"
     );
     let before = router.sg_counters(S, G).unwrap().packets;
@@ -87,7 +66,7 @@ fn ipv4_from_a_tun_is_forwarded_out_of_a_veth() {
     tun.send(&udp_v4(S, G, 1, b"ttl-1")).unwrap();
     assert!(recv_expect(&rx, b"ttl-1", Duration::from_millis(500)).is_none(), "TTL 1 must not be forwarded");
     // TTL 2 is.
-    assert!(inject_until_received(&tun, &udp_v4(S, G, 2, b"ttl-2"), &rx, b"ttl-2"));
+    assert!(inject_until_received(&tun, &udp_v4(S, G, 2, b"ttl-2"), &rx, b"ttl-2", 30));
     router.close().unwrap();
 }
 
@@ -104,17 +83,9 @@ fn ipv6_from_a_tun_is_forwarded_out_of_a_veth() {
     let r1_mif = router.add_mif(r.ifindex("r1")).unwrap();
     router.set_mfc6(s6, g6, tun_mif, &[r1_mif]).unwrap();
 
-    let c0 = c.ifindex("c0");
-    let rx = c.run(|| {
-        let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).unwrap();
-        s.set_only_v6(true).unwrap();
-        s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, PORT)).into()).unwrap();
-        s.join_multicast_v6(&g6, c0).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-        UdpSocket::from(s)
-    });
+    let rx = receiver_v6(&c, g6, c.ifindex("c0"), PORT);
     assert!(
-        inject_until_received(&tun, &udp_v6(s6, g6, 16, b"via-tun6"), &rx, b"via-tun6"),
+        inject_until_received(&tun, &udp_packet_v6(s6, g6, 16, PORT, b"via-tun6"), &rx, b"via-tun6", 30),
         "an IPv6 datagram written into the TUN was not forwarded to C"
     );
     assert!(router.sg_counters(s6, g6).unwrap().packets >= 1);
@@ -188,7 +159,7 @@ fn forwarding_state_follows_a_native_tun_that_comes_and_goes() {
     assert!(state.is_converged());
     let installed = state.installed_mfcs()[&sg].clone();
     assert_eq!(Some(installed.iif), state.installed_vif("native0"));
-    assert!(inject_until_received(&tun, &udp_v4(S, G, 16, b"first-tun"), &rx, b"first-tun"));
+    assert!(inject_until_received(&tun, &udp_v4(S, G, 16, b"first-tun"), &rx, b"first-tun", 30));
 
     // The TUN goes away (driad-ingest closed it): the entry and the VIF go, the route stays.
     drop(tun);
@@ -213,7 +184,7 @@ fn forwarding_state_follows_a_native_tun_that_comes_and_goes() {
     pump(&rt, &mut watcher, &mut state, &mut router, is_native_added);
     assert_eq!(state.interface("native0"), Some(tun.ifindex()));
     assert!(state.is_converged());
-    assert!(inject_until_received(&tun, &udp_v4(S, G, 16, b"second-tun"), &rx, b"second-tun"));
+    assert!(inject_until_received(&tun, &udp_v4(S, G, 16, b"second-tun"), &rx, b"second-tun", 30));
 
     // The receiver's interface is the only oif: removing the route stops forwarding.
     state.remove_oif(sg, "r1");

@@ -4,32 +4,13 @@
 
 mod common;
 
-use std::net::{Ipv6Addr, SocketAddr, UdpSocket};
-use std::time::Duration;
+use std::net::Ipv6Addr;
 
-use common::{Netns, recv_expect, veth};
+use common::{Netns, inject_until_received, receiver_v6, udp_packet_v6, veth};
 use mcast_mroute::MulticastRouter6;
 use mcast_mroute::tun::{Tun, ipv6_disabled};
-use mcast_wire::{IpProtocol, ipv6, udp};
-use socket2::{Domain, Protocol, Socket, Type};
 
 const PORT: u16 = 5006;
-
-fn udp_v6(src: Ipv6Addr, dst: Ipv6Addr, payload: &[u8]) -> Vec<u8> {
-    let mut dgram = vec![0u8; 8 + payload.len()];
-    udp::Repr { src_port: 40000, dst_port: PORT }
-        .emit_with_payload(&mut dgram, &src.into(), &dst.into(), payload)
-        .unwrap();
-    ipv6::Repr::new(src, dst, IpProtocol::UDP, 16, dgram.len()).datagram(&dgram).unwrap()
-}
-
-/// Writes `packet` every 100 ms for `tries` rounds; whether C received `payload`.
-fn inject(tun: &Tun, packet: &[u8], rx: &UdpSocket, payload: &[u8], tries: usize) -> bool {
-    (0..tries).any(|_| {
-        tun.send(packet).unwrap();
-        recv_expect(rx, payload, Duration::from_millis(100)).is_some()
-    })
-}
 
 #[test]
 fn ipv6_disabled_by_default_on_a_new_tun_is_enabled_and_forwarded() {
@@ -49,23 +30,15 @@ fn ipv6_disabled_by_default_on_a_new_tun_is_enabled_and_forwarded() {
     let r1_mif = router.add_mif(r.ifindex("r1")).unwrap();
     router.set_mfc6(s6, g6, tun_mif, &[r1_mif]).unwrap();
 
-    let c0 = c.ifindex("c0");
-    let rx = c.run(|| {
-        let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).unwrap();
-        s.set_only_v6(true).unwrap();
-        s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, PORT)).into()).unwrap();
-        s.join_multicast_v6(&g6, c0).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-        UdpSocket::from(s)
-    });
-    let packet = udp_v6(s6, g6, b"ipv6-on-tun");
-    assert!(!inject(&tun, &packet, &rx, b"ipv6-on-tun", 5), "IPv6 disabled: nothing may be forwarded");
+    let rx = receiver_v6(&c, g6, c.ifindex("c0"), PORT);
+    let packet = udp_packet_v6(s6, g6, 16, PORT, b"ipv6-on-tun");
+    assert!(!inject_until_received(&tun, &packet, &rx, b"ipv6-on-tun", 5), "IPv6 disabled: nothing may be forwarded");
     assert_eq!(router.sg_counters(s6, g6).unwrap().packets, 0);
 
     assert!(r.run(|| tun.enable_ipv6()).unwrap(), "it was disabled");
     assert_eq!(r.run(|| ipv6_disabled("native6d")).unwrap(), Some(false));
     assert!(!r.run(|| tun.enable_ipv6()).unwrap(), "nothing left to change");
-    assert!(inject(&tun, &packet, &rx, b"ipv6-on-tun", 30), "enabled: forwarded to C");
+    assert!(inject_until_received(&tun, &packet, &rx, b"ipv6-on-tun", 30), "enabled: forwarded to C");
     assert!(router.sg_counters(s6, g6).unwrap().packets >= 1);
     router.close().unwrap();
 }

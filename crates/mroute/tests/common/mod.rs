@@ -3,9 +3,11 @@
 
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use mcast_mroute::tun::Tun;
+use mcast_wire::{IpProtocol, ipv4, ipv6, udp};
 use socket2::{Domain, Protocol, Socket, Type};
 
 pub use mcast_testkit::netns::{Netns, veth, wait_for};
@@ -27,6 +29,47 @@ pub fn ssm_receiver_v4(ns: &Netns, source: Ipv4Addr, group: Ipv4Addr, ifaddr: Ip
         s.set_multicast_all_v4(false).unwrap();
         s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
         UdpSocket::from(s)
+    })
+}
+
+/// An IPv6 UDP receiver in `ns`, bound to `port`, joined to `group` on interface `ifindex` and to
+/// nothing else (IPV6_MULTICAST_ALL off).
+pub fn receiver_v6(ns: &Netns, group: Ipv6Addr, ifindex: u32, port: u16) -> UdpSocket {
+    ns.run(|| {
+        let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        s.set_only_v6(true).unwrap();
+        s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into()).unwrap();
+        s.join_multicast_v6(&group, ifindex).unwrap();
+        s.set_multicast_all_v6(false).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        UdpSocket::from(s)
+    })
+}
+
+/// A whole IPv4 packet (header, UDP, payload) as a TUN carries it, from source port 40000.
+pub fn udp_packet_v4(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, port: u16, payload: &[u8]) -> Vec<u8> {
+    let mut dgram = vec![0u8; 8 + payload.len()];
+    udp::Repr { src_port: 40000, dst_port: port }
+        .emit_with_payload(&mut dgram, &src.into(), &dst.into(), payload)
+        .unwrap();
+    ipv4::Repr::new(src, dst, IpProtocol::UDP, ttl, dgram.len()).datagram(&dgram).unwrap()
+}
+
+/// A whole IPv6 packet (header, UDP, payload) as a TUN carries it, from source port 40000.
+pub fn udp_packet_v6(src: Ipv6Addr, dst: Ipv6Addr, hops: u8, port: u16, payload: &[u8]) -> Vec<u8> {
+    let mut dgram = vec![0u8; 8 + payload.len()];
+    udp::Repr { src_port: 40000, dst_port: port }
+        .emit_with_payload(&mut dgram, &src.into(), &dst.into(), payload)
+        .unwrap();
+    ipv6::Repr::new(src, dst, IpProtocol::UDP, hops, dgram.len()).datagram(&dgram).unwrap()
+}
+
+/// Writes `packet` into the TUN every 100 ms, `tries` times at most; whether `rx` received
+/// `payload`. Repeating covers the first packets that race setup.
+pub fn inject_until_received(tun: &Tun, packet: &[u8], rx: &UdpSocket, payload: &[u8], tries: usize) -> bool {
+    (0..tries).any(|_| {
+        tun.send(packet).unwrap();
+        recv_expect(rx, payload, Duration::from_millis(100)).is_some()
     })
 }
 
